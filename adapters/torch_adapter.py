@@ -1,0 +1,251 @@
+"""PyTorch adapter: native layers (nn.Conv2d, nn.LSTM, nn.GRU), NCHW, torch.optim; optional torch.compile."""
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.adapter import Adapter, Unsupported
+from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
+from harness.optimizers import OptimizerSpec
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.float32, "fp64": torch.float64}
+
+
+def _image_model(spec: ModelSpec) -> nn.Module:
+    mods: OrderedDict[str, nn.Module] = OrderedDict()
+    channels = spec.input_shape[0]
+    shapes = spec.weight_shapes()
+    for i, layer in enumerate(spec.layers):
+        if isinstance(layer, Conv):
+            mods[layer.name] = nn.Conv2d(channels, layer.out_channels, layer.kernel,
+                                         stride=layer.stride, padding=layer.padding)
+            channels = layer.out_channels
+        elif isinstance(layer, Pool):
+            pool = nn.MaxPool2d if layer.kind == "max" else nn.AvgPool2d
+            mods[f"pool{i}"] = pool(layer.size, layer.stride)
+        elif isinstance(layer, Flatten):
+            mods["flatten"] = nn.Flatten()  # NCHW flattens in canonical (C, H, W) order
+        elif isinstance(layer, Dense):
+            if layer.dropout:
+                mods[f"{layer.name}_dropout"] = nn.Dropout(layer.dropout)
+            mods[layer.name] = nn.Linear(shapes[f"{layer.name}.weight"][1], layer.units)
+        if getattr(layer, "activation", None):
+            mods[f"{layer.name}_{layer.activation}"] = _ACTIVATIONS[layer.activation]()
+    return nn.Sequential(mods)
+
+
+class _TokenModel(nn.Module):
+    """Embedding -> stacked LSTM/GRU (zero initial state) -> dense to the vocabulary at every step."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        emb, rec, out = spec.layers
+        assert isinstance(emb, Embedding) and isinstance(rec, Recurrent) and isinstance(out, Dense)
+        self.cell, self.hidden, self.num_layers = rec.cell, rec.hidden, rec.layers
+        self.embed = nn.Embedding(emb.vocab, emb.dim)
+        rnn = nn.LSTM if rec.cell == "lstm" else nn.GRU
+        self.rnn = rnn(emb.dim, rec.hidden, rec.layers, batch_first=True)
+        self.out = nn.Linear(rec.hidden, out.units)
+        h = rec.hidden
+        for i in range(rec.layers):
+            b_hh = getattr(self.rnn, f"bias_hh_l{i}")
+            if rec.cell == "lstm":
+                # One canonical bias per gate: bias_ih carries it, bias_hh is frozen at zero.
+                b_hh.requires_grad_(False)
+            else:
+                # bias_hh = [0, 0, b_hn]: its r and z parts duplicate bias_ih and must never move.
+                mask = torch.cat([torch.zeros(2 * h), torch.ones(h)])
+                b_hh.register_hook(lambda g, m=mask: g * m.to(g.device, g.dtype))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
+        seq, _ = self.rnn(self.embed(tokens))
+        return self.out(seq)
+
+
+class TorchAdapter(Adapter):
+    def __init__(self, *, device: str, precision: str, threads: int, seed: int, compile: bool = False):
+        super().__init__(device=device, precision=precision, threads=threads, seed=seed)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise Unsupported("CUDA is not available to torch on this machine")
+        if precision == "tf32" and device != "cuda":
+            raise Unsupported("tf32 is a GPU precision; use fp32 on CPU")
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
+            torch.set_num_interop_threads(1)
+        if device == "cuda":
+            fp32 = "tf32" if precision == "tf32" else "ieee"
+            torch.backends.cuda.matmul.fp32_precision = fp32
+            torch.backends.cudnn.conv.fp32_precision = fp32
+            torch.backends.cudnn.rnn.fp32_precision = fp32
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(seed)
+        self.compile = compile
+        self.dtype = _DTYPES[precision]
+        self.dev = torch.device(device)
+        self._is_training: bool | None = None
+
+    # ---- building ----
+    def build(self, spec: ModelSpec, optimizer: OptimizerSpec | None) -> None:
+        self.spec = spec
+        model = _image_model(spec) if spec.kind == "image" else _TokenModel(spec)
+        self.model = model.to(self.dev, self.dtype)
+        self.optimizer_spec = optimizer
+        self.opt = self._make_optimizer() if optimizer else None
+        self.fn = torch.compile(self.model) if self.compile else self.model
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o, p = self.optimizer_spec, self.optimizer_spec.params
+        params = [q for q in self.model.parameters() if q.requires_grad]
+        if o.name == "sgd":
+            return torch.optim.SGD(params, lr=p["lr"])
+        if o.name == "momentum":
+            return torch.optim.SGD(params, lr=p["lr"], momentum=p["momentum"], nesterov=p["nesterov"])
+        if o.name == "adagrad":
+            return torch.optim.Adagrad(params, lr=p["lr"], initial_accumulator_value=p["initial_accumulator"],
+                                       eps=p["eps"])
+        if o.name == "adadelta":
+            return torch.optim.Adadelta(params, lr=p["lr"], rho=p["rho"], eps=p["eps"])
+        if o.name == "rmsprop":
+            return torch.optim.RMSprop(params, lr=p["lr"], alpha=p["rho"], eps=p["eps"])
+        if o.name == "adam":
+            return torch.optim.Adam(params, lr=p["lr"], betas=(p["beta1"], p["beta2"]), eps=p["eps"])
+        raise Unsupported(f"optimizer {o.name!r} is not implemented by the torch adapter")
+
+    def parameter_count(self) -> int:
+        n = sum(q.numel() for q in self.model.parameters() if q.requires_grad)
+        if isinstance(self.model, _TokenModel) and self.model.cell == "gru":
+            n -= 2 * self.model.hidden * self.model.num_layers  # r, z parts of bias_hh held at zero
+        return n
+
+    # ---- canonical weights ----
+    def _canonical_params(self) -> dict[str, tuple[torch.Tensor, slice | None]]:
+        """Canonical name -> (torch parameter, slice of it that holds the canonical tensor)."""
+        if not isinstance(self.model, _TokenModel):
+            return {k: (v, None) for k, v in self.model.named_parameters()}
+        m, h = self.model, self.model.hidden
+        out = {"embed.weight": (m.embed.weight, None), "out.weight": (m.out.weight, None),
+               "out.bias": (m.out.bias, None)}
+        for i in range(m.num_layers):
+            p = f"{m.cell}{i}"
+            out[f"{p}.weight_ih"] = (getattr(m.rnn, f"weight_ih_l{i}"), None)
+            out[f"{p}.weight_hh"] = (getattr(m.rnn, f"weight_hh_l{i}"), None)
+            if m.cell == "lstm":
+                out[f"{p}.bias"] = (getattr(m.rnn, f"bias_ih_l{i}"), None)
+            else:
+                out[f"{p}.bias_ih"] = (getattr(m.rnn, f"bias_ih_l{i}"), None)
+                out[f"{p}.bias_hn"] = (getattr(m.rnn, f"bias_hh_l{i}"), slice(2 * h, 3 * h))
+        return out
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        params = self._canonical_params()
+        if set(params) != set(weights):
+            raise ValueError(f"weight names differ: missing {sorted(set(params) - set(weights))}, "
+                             f"unexpected {sorted(set(weights) - set(params))}")
+        with torch.no_grad():
+            if isinstance(self.model, _TokenModel):  # bias_hh is zero but for the GRU's b_hn
+                for i in range(self.model.num_layers):
+                    getattr(self.model.rnn, f"bias_hh_l{i}").zero_()
+            for name, (q, sl) in params.items():
+                value = torch.as_tensor(np.asarray(weights[name]), dtype=self.dtype, device=self.dev)
+                target = q if sl is None else q[sl]
+                if target.shape != value.shape:
+                    raise ValueError(f"{name}: canonical shape {tuple(value.shape)}, model has {tuple(target.shape)}")
+                target.copy_(value)
+        if self.optimizer_spec:
+            self.opt = self._make_optimizer()
+
+    def dump_weights(self) -> dict[str, np.ndarray]:
+        return {name: (q if sl is None else q[sl]).detach().cpu().numpy().copy()
+                for name, (q, sl) in self._canonical_params().items()}
+
+    # ---- data and steps ----
+    def put_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.spec.kind == "image":
+            xt = torch.as_tensor(x, device=self.dev, dtype=self.dtype)  # canonical NCHW is torch's own
+        else:
+            xt = torch.as_tensor(x, device=self.dev, dtype=torch.long)
+        return xt.contiguous(), torch.as_tensor(y, device=self.dev, dtype=torch.long)
+
+    def _set_training(self, training: bool) -> None:
+        if self._is_training is not training:
+            self.model.train(training)
+            self._is_training = training
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.dev.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float() if self.precision == "bf16"
+                               else logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+    def train_step(self, batch) -> None:
+        x, y = batch
+        self._set_training(True)
+        self.opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self._loss(self.fn(x), y)
+        loss.backward()
+        self.opt.step()
+
+    def infer_step(self, batch) -> None:
+        self._set_training(False)
+        with torch.inference_mode(), self._autocast():
+            self.fn(batch[0])
+
+    def sync(self) -> None:
+        # On CPU every op above has finished when it returns; CUDA work is asynchronous.
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def forward(self, batch) -> tuple[np.ndarray, float]:
+        x, y = batch
+        self._set_training(False)
+        with torch.no_grad():
+            logits = self.model(x)
+            loss = self._loss(logits, y)
+        return logits.cpu().numpy(), float(loss)
+
+    def gradients(self, batch) -> dict[str, np.ndarray]:
+        x, y = batch
+        self._set_training(False)  # dropout off
+        self.model.zero_grad(set_to_none=True)
+        self._loss(self.model(x), y).backward()
+        return {name: (q.grad if sl is None else q.grad[sl]).detach().cpu().numpy().copy()
+                for name, (q, sl) in self._canonical_params().items()}
+
+    def peak_device_memory_bytes(self) -> int | None:
+        return int(torch.cuda.max_memory_allocated()) if self.dev.type == "cuda" else None
+
+    def settings(self) -> dict[str, Any]:
+        s: dict[str, Any] = {
+            "versions": {"torch": torch.__version__},
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "precision": self.precision,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "autocast": "bfloat16" if self.precision == "bf16" else None,
+            "compile": "torch.compile(mode=default, backend=inductor)" if self.compile else "eager",
+            "data_layout": "NCHW" if self.spec.kind == "image" else "(B, T) int64, batch_first",
+            "optimizer_impl": "torch.optim defaults (foreach on CUDA, for-loop on CPU)",
+            "mkldnn": torch.backends.mkldnn.is_available(),
+        }
+        if self.dev.type == "cuda":
+            s["versions"].update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+            s["gpu"] = torch.cuda.get_device_name()
+            s["fp32_precision"] = {
+                "cuda.matmul": torch.backends.cuda.matmul.fp32_precision,
+                "cudnn.conv": torch.backends.cudnn.conv.fp32_precision,
+                "cudnn.rnn": torch.backends.cudnn.rnn.fp32_precision,
+            }
+            s["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+            s["allocator_preallocation"] = "caching allocator, grows on demand"
+        return s

@@ -1,0 +1,128 @@
+"""The adapter protocol every framework implements, and the entry-point registry that finds them.
+
+An adapter package exposes, in the entry-point group `xfbench.adapters`, an `AdapterInfo`: a small,
+import-cheap description (name, the distributions it needs, where its class lives). The parent process
+reads only these; the `Adapter` class itself, which imports its framework, is loaded in a worker.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.metadata as md
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .models import ModelSpec
+from .optimizers import OptimizerSpec
+
+ENTRY_POINT_GROUP = "xfbench.adapters"
+
+
+class Unsupported(Exception):
+    """The adapter cannot run this case here (no GPU, precision not offered); the case is skipped."""
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What the parent knows about an adapter without importing its framework."""
+
+    name: str  # as used in suites and reports: "torch", "torch-compile"
+    framework: str  # the toolbox being measured: "torch"
+    target: str  # "module:Class" of the Adapter subclass
+    requires: tuple[str, ...]  # import names that must be importable, e.g. ("torch",)
+    distributions: tuple[str, ...] = ()  # distributions whose versions the manifest reports
+    summary: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the Adapter constructor
+
+    def missing(self) -> list[str]:
+        """Import names that are not installed (checked without importing them)."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def versions(self) -> dict[str, str]:
+        out = {}
+        for dist in self.distributions or self.requires:
+            try:
+                out[dist] = md.version(dist)
+            except md.PackageNotFoundError:
+                continue
+        return out
+
+    def load(self) -> type["Adapter"]:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+def discover() -> dict[str, AdapterInfo]:
+    """Every adapter registered under the entry-point group, built-in ones included, by name."""
+    found: dict[str, AdapterInfo] = {}
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        info = ep.load()
+        if not isinstance(info, AdapterInfo):
+            raise TypeError(f"entry point {ep.name} = {ep.value} is not an AdapterInfo")
+        if info.name != ep.name:
+            raise TypeError(f"entry point {ep.name} names an adapter called {info.name!r}")
+        found[info.name] = info
+    return dict(sorted(found.items()))
+
+
+class Adapter(abc.ABC):
+    """One framework's implementation of the spec models, created inside a worker process.
+
+    Life cycle: `__init__` (framework knobs: threads, device, precision; before any model exists),
+    `build`, then any of the steps. Batches are opaque framework objects made by `put_batch` from
+    canonical NCHW / token arrays, already on the device (their transfer is not timed).
+    """
+
+    def __init__(self, *, device: str, precision: str, threads: int, seed: int, **options: Any):
+        self.device, self.precision, self.threads, self.seed = device, precision, threads, seed
+
+    @abc.abstractmethod
+    def build(self, spec: ModelSpec, optimizer: OptimizerSpec | None) -> None:
+        """Create the model (and optimizer state, when training) in training-ready form."""
+
+    @abc.abstractmethod
+    def parameter_count(self) -> int:
+        """Trainable parameters as the framework counts them, less documented frozen duplicates."""
+
+    @abc.abstractmethod
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load a canonical weight set (SPEC section 2) and reset the optimizer state."""
+
+    @abc.abstractmethod
+    def dump_weights(self) -> dict[str, np.ndarray]:
+        """The current weights in canonical names, layout and float dtype."""
+
+    @abc.abstractmethod
+    def put_batch(self, x: np.ndarray, y: np.ndarray) -> Any:
+        """Move one canonical batch to the device, in the framework's fastest layout."""
+
+    @abc.abstractmethod
+    def train_step(self, batch: Any) -> None:
+        """Forward, loss, backward and optimizer update; may return before the device is done."""
+
+    @abc.abstractmethod
+    def infer_step(self, batch: Any) -> None:
+        """Forward in inference mode (dropout off, no gradient); may return before the device is done."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Wait for all device work issued so far, the last parameter update included."""
+
+    @abc.abstractmethod
+    def forward(self, batch: Any) -> tuple[np.ndarray, float]:
+        """Logits in canonical layout and the mean loss, in inference mode, for equivalence checks."""
+
+    @abc.abstractmethod
+    def gradients(self, batch: Any) -> dict[str, np.ndarray]:
+        """Gradients of the loss at the current weights (dropout off), in canonical names and layout."""
+
+    def peak_device_memory_bytes(self) -> int | None:
+        """Peak device memory of this process, where the device reports it (GPU); else None."""
+        return None
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """The fairness manifest: precision flags, compile mode, threads, layout, library versions."""

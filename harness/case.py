@@ -1,0 +1,67 @@
+"""A case: one fully specified measurement (SPEC section 5)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MODES = ("train", "infer")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "fp64", "tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Knobs of the measurement protocol; defaults are SPEC section 5's."""
+
+    warmup_steps: int = 3
+    warmup_s: float = 1.0
+    min_sample_s: float = 0.1
+    min_samples: int = 10
+    max_samples: int = 1000
+    target_ci: float = 0.02  # stop when the 95% CI half-width of the median is <= this share of it
+    max_time_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Case:
+    framework: str  # adapter name, e.g. "torch" or "torch-compile"
+    model: str
+    mode: str
+    batch_size: int
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int = 1
+    model_params: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "sgd"
+    optimizer_params: dict[str, Any] = field(default_factory=dict)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    seed: int = 0
+    process: int = 0  # which repetition (worker process) of the same configuration
+    case_timeout_s: float = 600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Case":
+        d = dict(d)
+        d["measure"] = MeasureConfig(**d.get("measure", {}))
+        return cls(**d)
+
+    def config_key(self) -> str:
+        """Identifies the configuration, the same for every repetition (process) of it."""
+        d = self.to_dict()
+        d.pop("process")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.config_key()}-p{self.process}"
+
+    def label(self) -> str:
+        opt = f" {self.optimizer}" if self.mode == "train" else ""
+        extra = "".join(f" {k}={v}" for k, v in self.model_params.items())
+        return (f"{self.framework} {self.model}{extra} {self.mode}{opt} b={self.batch_size} "
+                f"{self.device} {self.precision} t={self.threads}")

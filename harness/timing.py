@@ -1,0 +1,84 @@
+"""The timing loop (SPEC section 5.3-5.4): first step, warm-up, calibration, samples.
+
+The kernel is `time_steps(k)`: run k steps, sync, return the seconds. Everything else here only
+decides how often to call it, so a fake clock in tests drives the whole protocol exactly.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .case import MeasureConfig
+from .stats import ci_half_width_share
+
+Clock = Callable[[], int]  # nanoseconds, monotonic
+
+
+def step_timer(step: Callable[[], None], sync: Callable[[], None],
+               clock: Clock = time.perf_counter_ns) -> Callable[[int], float]:
+    """The timing kernel: k steps then a full device sync, in seconds."""
+    def time_steps(k: int) -> float:
+        t0 = clock()
+        for _ in range(k):
+            step()
+        sync()
+        return (clock() - t0) / 1e9
+    return time_steps
+
+
+@dataclass
+class Measurement:
+    first_step_s: float
+    warmup_steps: int
+    warmup_s: float
+    steps_per_sample: int
+    samples_s: list[float] = field(default_factory=list)  # seconds per step, one per sample
+    stop_reason: str = ""
+    measure_s: float = 0.0  # wall time of the sampling phase
+
+
+def measure(time_steps: Callable[[int], float], cfg: MeasureConfig) -> Measurement:
+    """Run the protocol's phases around `time_steps`; return per-step times of every sample."""
+    first = time_steps(1)
+
+    # Warm-up: at least `warmup_steps` steps and at least `warmup_s` seconds, the first step excluded.
+    warm_n, warm_s = 0, 0.0
+    while warm_n < cfg.warmup_steps or warm_s < cfg.warmup_s:
+        warm_s += time_steps(1)
+        warm_n += 1
+    per_step = warm_s / warm_n
+
+    # Calibration: k steps per sample so that one sample lasts >= min_sample_s.
+    k = max(1, math.ceil(cfg.min_sample_s / per_step)) if per_step > 0 else 1
+    while True:
+        t = time_steps(k)
+        if t >= cfg.min_sample_s:
+            break
+        k = max(k + 1, math.ceil(k * cfg.min_sample_s / t * 1.1)) if t > 0 else k * 2
+
+    m = Measurement(first_step_s=first, warmup_steps=warm_n, warmup_s=warm_s, steps_per_sample=k)
+    # Samples: until the CI of the median is tight enough, or the time or sample budget is spent.
+    spent = 0.0
+    while True:
+        t = time_steps(k)
+        spent += t
+        m.samples_s.append(t / k)
+        n = len(m.samples_s)
+        if n >= cfg.min_samples and ci_half_width_share(m.samples_s) <= cfg.target_ci:
+            m.stop_reason = f"95% CI of the median within {cfg.target_ci:.0%}"
+            break
+        if spent >= cfg.max_time_s:
+            m.stop_reason = f"time budget of {cfg.max_time_s:g} s spent"
+            if n >= cfg.min_samples:
+                break
+            # Below min_samples only the budget's hard ceiling (3x) stops a very slow case.
+            if spent >= 3 * cfg.max_time_s:
+                m.stop_reason += f" with {n} of {cfg.min_samples} samples"
+                break
+        if n >= cfg.max_samples:
+            m.stop_reason = f"sample limit {cfg.max_samples} reached"
+            break
+    m.measure_s = spent
+    return m
