@@ -1,0 +1,251 @@
+"""`bench`: a thin command-line shell over plain functions (click for parsing, rich for display)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .adapter import AdapterInfo, discover
+from .case import DEVICES, MODES, Case
+from .host import host_info
+from .models import MODELS, SpecError, build_spec
+from .optimizers import OPTIMIZERS
+from .results import ResultsError, RunDir
+from .runner import run_cases
+from .suites import Overrides, SuiteError, available_suites, expand, find_suite, load_suite
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+class BenchError(click.ClickException):
+    """A one-line error about the user's input; exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        err_console.print(f"[bold red]error:[/] {self.format_message()}", soft_wrap=True)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def plan(suite_name: str, *, frameworks: str | None = None, models: str | None = None, modes: str | None = None,
+         batch_sizes: str | None = None, device: str | None = None, threads: int | None = None,
+         registry: dict[str, AdapterInfo] | None = None) -> tuple[Any, list[Case]]:
+    """Load a suite and narrow it by the command-line options; every input error is a BenchError."""
+    registry = registry if registry is not None else discover()
+    try:
+        fws = _csv(frameworks)
+        for fw in fws or []:
+            if fw not in registry:
+                raise BenchError(f"unknown framework {fw!r}; registered: {', '.join(registry)} "
+                                 "(see `bench list frameworks`)")
+        ms = _csv(models)
+        for m in ms or []:
+            if m not in MODELS:
+                raise BenchError(f"unknown model {m!r}; choose one of {', '.join(MODELS)}")
+        md = _csv(modes)
+        for m in md or []:
+            if m not in MODES:
+                raise BenchError(f"unknown mode {m!r}; choose train or infer")
+        bs = None
+        if batch_sizes:
+            try:
+                bs = [int(b) for b in _csv(batch_sizes)]
+            except ValueError:
+                raise BenchError(f"--batch-sizes takes positive integers like 16,64; got {batch_sizes!r}") from None
+            if any(b <= 0 for b in bs):
+                raise BenchError(f"--batch-sizes must be positive integers; got {batch_sizes!r}")
+        if threads is not None and threads < 0:
+            raise BenchError("--threads must be >= 0 (0 means every available CPU)")
+        suite = load_suite(suite_name, registry)
+        over = Overrides(frameworks=fws, models=ms, modes=md, batch_sizes=bs, device=device, threads=threads)
+        cases = expand(suite, registry, over)
+        for c in cases:
+            build_spec(c.model, **c.model_params)
+    except (SuiteError, SpecError) as e:
+        raise BenchError(str(e)) from None
+    if not cases:
+        raise BenchError(f"suite {suite_name!r} with these options has no case to run; widen the filters")
+    return suite, cases
+
+
+class RichProgress:
+    """Live display: case i of N, the case running, elapsed and time left; one line per finished case."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None)
+
+    def started(self, index: int, total: int, case: Case) -> None:
+        self.progress.update(self.task, total=total, completed=index - 1, description=case.label())
+
+    def finished(self, index: int, total: int, case: Case, record: dict[str, Any]) -> None:
+        self.progress.update(self.task, completed=index)
+        if record["status"] == "ok":
+            m = record["metrics"]
+            lo, hi = m["samples_per_s_ci"]
+            note = f"[green]{m['samples_per_s']:,.1f}[/] samples/s (95% CI {lo:,.1f}–{hi:,.1f})"
+            if record["warnings"]:
+                note += f" [yellow]⚠ {record['warnings'][0]}[/]"
+        else:
+            colour = "yellow" if record["status"] == "skipped" else "red"
+            note = f"[{colour}]{record['status']}[/]: {record['reason']}"
+        self.progress.console.print(f"[{index}/{total}] {case.label()}: {note}", soft_wrap=True)
+
+
+def summary_table(records: list[dict[str, Any]]) -> Table:
+    t = Table(title="xfbench results", show_lines=False)
+    for col, just in (("framework", "left"), ("model", "left"), ("mode", "left"), ("batch", "right"),
+                      ("samples/s", "right"), ("95% CI", "right"), ("status", "left")):
+        t.add_column(col, justify=just)
+    for r in sorted(records, key=lambda r: (r["case"]["model"], r["case"]["mode"], r["case"]["batch_size"],
+                                            r["case"]["framework"])):
+        c, m = r["case"], r["metrics"]
+        ok = r["status"] == "ok"
+        t.add_row(c["framework"], c["model"], c["mode"], str(c["batch_size"]),
+                  f"{m['samples_per_s']:,.1f}" if ok else "-",
+                  f"{m['samples_per_s_ci'][0]:,.1f}–{m['samples_per_s_ci'][1]:,.1f}" if ok else "-",
+                  r["status"] if ok or not r["reason"] else f"{r['status']}: {r['reason'][:60]}")
+    return t
+
+
+def execute(suite: Any, cases: list[Case], out: Path, registry: dict[str, AdapterInfo], argv: list[str],
+            show_progress: bool = True) -> tuple[RunDir, Any]:
+    """Create the run directory, run every case, write run.json and the reports."""
+    from .report import write_reports
+
+    try:
+        run = RunDir.create(out, suite.name)
+    except OSError as e:
+        raise BenchError(f"cannot create a run directory under {out}: {e.strerror}; choose a writable --out") from None
+    meta = {"suite": suite.name, "suite_path": str(suite.path), "description": suite.description,
+            "command": argv, "started": time.time(), "finished": None, "interrupted": False,
+            "planned_cases": len(cases), "host": host_info()}
+    run.write_meta(meta)
+    if show_progress:
+        columns = (TextColumn("case"), MofNCompleteColumn(), BarColumn(bar_width=20), TimeElapsedColumn(),
+                   TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.description}"))
+        with Progress(*columns, console=console, transient=True) as p:
+            summary = run_cases(cases, run, registry, RichProgress(p))
+    else:
+        summary = run_cases(cases, run, registry)
+    meta.update(finished=time.time(), interrupted=summary.interrupted)
+    run.write_meta(meta)
+    write_reports(run.path)
+    return run, summary
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="xfbench")
+def main() -> None:
+    """xfbench: which deep-learning toolbox is best for this job? Measured, fairly."""
+
+
+@main.command()
+@click.argument("suite", default="quick")
+@click.option("--frameworks", help="Comma-separated adapter names (replaces the suite's).")
+@click.option("--models", help="Comma-separated models to keep.")
+@click.option("--modes", help="train, infer or both (comma-separated) to keep.")
+@click.option("--batch-sizes", help="Comma-separated batch sizes (replaces the suite's).")
+@click.option("--device", type=click.Choice(DEVICES), help="Device for every case.")
+@click.option("--threads", type=int, help="CPU threads per worker (0 = all available).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Directory that receives the run directory.")
+@click.option("--dry-run", is_flag=True, help="List the cases in run order; run nothing.")
+def run(suite: str, frameworks: str | None, models: str | None, modes: str | None, batch_sizes: str | None,
+        device: str | None, threads: int | None, out: Path, dry_run: bool) -> None:
+    """Run SUITE (a name in suites/ or a path to a .toml file; default: quick)."""
+    registry = discover()
+    suite_obj, cases = plan(suite, frameworks=frameworks, models=models, modes=modes, batch_sizes=batch_sizes,
+                            device=device, threads=threads, registry=registry)
+    if dry_run:
+        for i, c in enumerate(cases, 1):
+            console.print(f"{i:4d}  {c.label()}")
+        console.print(f"{len(cases)} cases from {suite_obj.path}")
+        return
+    t0 = time.perf_counter()
+    run_dir, summary = execute(suite_obj, cases, out, registry, sys.argv)
+    console.print(summary_table(summary.records))
+    bad = [r for r in summary.records if r["status"] in ("failed", "timeout")]
+    console.print(f"{len(summary.records)} of {len(cases)} cases in {time.perf_counter() - t0:.0f} s; "
+                  f"report: {run_dir.path / 'report.md'}")
+    if summary.interrupted:
+        err_console.print(f"interrupted: {len(summary.records)} finished cases kept in {run_dir.path}")
+        sys.exit(130)
+    if bad:
+        err_console.print(f"[red]{len(bad)} case(s) failed or timed out[/]; reasons in {run_dir.path / 'report.md'}")
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report(run_dir: Path) -> None:
+    """Regenerate the reports of RUN_DIR from its stored records."""
+    from .report import write_reports
+
+    try:
+        paths = write_reports(run_dir)
+    except (ResultsError, OSError) as e:
+        raise BenchError(str(e)) from None
+    console.print("\n".join(str(p) for p in paths.values()))
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(["suites", "models", "frameworks", "optimizers"]), default="frameworks")
+def list_(what: str) -> None:
+    """List suites, models, frameworks (adapters) or optimizers."""
+    t = Table(box=None)
+    if what == "frameworks":
+        for col in ("adapter", "framework", "installed", "versions", "about"):
+            t.add_column(col)
+        for name, info in discover().items():
+            missing = info.missing()
+            t.add_row(name, info.framework, "yes" if not missing else f"no ({', '.join(missing)} missing)",
+                      ", ".join(f"{k} {v}" for k, v in info.versions().items()) or "-", info.summary)
+    elif what == "models":
+        for col in ("model", "parameters", "forward GFLOP/sample", "hyper-parameters", "about"):
+            t.add_column(col)
+        for name, mdef in MODELS.items():
+            spec = build_spec(name)
+            t.add_row(name, f"{spec.parameter_count():,}", f"{spec.forward_flops() / 1e9:.4f}",
+                      ", ".join(f"{k}={v}" for k, v in mdef.defaults.items()), mdef.summary)
+    elif what == "optimizers":
+        t.add_column("optimizer")
+        t.add_column("defaults")
+        for name, params in OPTIMIZERS.items():
+            t.add_row(name, ", ".join(f"{k}={v}" for k, v in params.items()))
+    else:
+        t.add_column("suite")
+        t.add_column("description")
+        from .suites import load_suite as _load
+        for name in available_suites():
+            try:
+                desc = _load(name, discover()).description
+            except SuiteError as e:
+                desc = f"(invalid: {e})"
+            t.add_row(name, desc)
+    console.print(t)
+
+
+@main.command()
+def env() -> None:
+    """Show the host and the frameworks this machine can run."""
+    for k, v in host_info().items():
+        console.print(f"{k:16s} {v}")
+    for name, info in discover().items():
+        missing = info.missing()
+        state = ", ".join(f"{k} {v}" for k, v in info.versions().items()) if not missing else "not installed"
+        console.print(f"{'adapter ' + name:16s} {state}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,169 @@
+"""Run directories (SPEC section 7): cases.jsonl appended one finished case at a time, run.json, loaders."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "skipped", "failed", "timeout")
+CASES_FILE, RUN_FILE = "cases.jsonl", "run.json"
+
+# Keys every record carries, with their JSON types; `validate_record` checks them strictly.
+_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "schema": int, "case_id": str, "case": dict, "status": str, "reason": (str, type(None)),
+    "metrics": dict, "samples_s": list, "warnings": list, "manifest": dict,
+    "started": (int, float), "finished": (int, float),
+}
+_OK_METRICS = ("samples_per_s", "samples_per_s_ci", "step_s", "first_step_s", "setup_s", "parameters")
+
+
+class ResultsError(ValueError):
+    """A results directory or record that cannot be read as this version's schema."""
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to a temporary file and rename it over `path`: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, allow_nan=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def validate_record(rec: Any) -> dict[str, Any]:
+    """Return `rec` if it is a well-formed case record of this schema; raise ResultsError otherwise."""
+    if not isinstance(rec, dict):
+        raise ResultsError(f"a record must be a JSON object, got {type(rec).__name__}")
+    for key, typ in _RECORD_TYPES.items():
+        if key not in rec:
+            raise ResultsError(f"record lacks {key!r}")
+        if not isinstance(rec[key], typ) or isinstance(rec[key], bool):
+            raise ResultsError(f"record field {key!r} has the wrong type {type(rec[key]).__name__}")
+    if rec["schema"] != SCHEMA_VERSION:
+        raise ResultsError(f"record schema {rec['schema']}, expected {SCHEMA_VERSION}")
+    if rec["status"] not in STATUSES:
+        raise ResultsError(f"record status {rec['status']!r} is not one of {', '.join(STATUSES)}")
+    if rec["status"] == "ok":
+        missing = [k for k in _OK_METRICS if k not in rec["metrics"]]
+        if missing or not rec["samples_s"]:
+            raise ResultsError(f"an ok record lacks {', '.join(missing) or 'samples'}")
+        if not all(isinstance(v, (int, float)) and v > 0 for v in rec["samples_s"]):
+            raise ResultsError("sample times must be positive numbers")
+    elif not rec["reason"]:
+        raise ResultsError(f"a {rec['status']} record must say why")
+    return rec
+
+
+def migrate(rec: dict[str, Any]) -> dict[str, Any]:
+    """Bring a record from an older schema up to SCHEMA_VERSION (none older exists yet)."""
+    version = rec.get("schema")
+    if not isinstance(version, int):
+        raise ResultsError("record has no schema version")
+    if version > SCHEMA_VERSION:
+        raise ResultsError(f"written by a newer xfbench (schema {version}, this one reads up to "
+                           f"{SCHEMA_VERSION}); upgrade xfbench to read it")
+    return rec
+
+
+@dataclass
+class RunDir:
+    """A run directory: `append` one record at a time, `records` to read them back."""
+
+    path: Path
+    torn_lines: list[int] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, root: Path, suite: str) -> "RunDir":
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1000):
+            path = root / (f"{stamp}-{suite}" + (f"-{n}" if n else ""))
+            try:
+                path.mkdir()
+                return cls(path)
+            except FileExistsError:
+                continue
+        raise ResultsError(f"cannot create a run directory under {root}")
+
+    def append(self, rec: dict[str, Any]) -> None:
+        """Append one record as one line with a single write (O_APPEND), then fsync."""
+        line = (json.dumps(validate_record(rec), allow_nan=True) + "\n").encode()
+        fd = os.open(self.path / CASES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete record; a torn or garbled line is skipped and noted in `torn_lines`."""
+        path = self.path / CASES_FILE
+        self.torn_lines = []
+        if not path.exists():
+            return []
+        out = []
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                try:
+                    out.append(validate_record(migrate(json.loads(raw))))
+                except (ValueError, UnicodeDecodeError) as e:
+                    if isinstance(e, ResultsError) and "newer xfbench" in str(e):
+                        raise
+                    self.torn_lines.append(n)
+        return out
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        write_json_atomic(self.path / RUN_FILE, {"schema": SCHEMA_VERSION, **meta})
+
+    def meta(self) -> dict[str, Any]:
+        path = self.path / RUN_FILE
+        if not path.exists():
+            raise ResultsError(f"{self.path} has no {RUN_FILE}: not an xfbench run directory")
+        meta = json.loads(path.read_text())
+        if meta.get("schema", 0) > SCHEMA_VERSION:
+            raise ResultsError(f"{path} was written by a newer xfbench (schema {meta['schema']}); upgrade xfbench")
+        return meta
+
+
+def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
+    """One row per record: the case's config, status, and the headline metrics."""
+    case, m = rec["case"], rec["metrics"]
+    step = m.get("step_s", {})
+    ci = m.get("samples_per_s_ci") or [None, None]
+    return {
+        "case_id": rec["case_id"], "config": rec["case_id"].rsplit("-p", 1)[0],
+        "framework": case["framework"], "model": case["model"], "mode": case["mode"],
+        "batch_size": case["batch_size"], "device": case["device"], "precision": case["precision"],
+        "threads": case["threads"], "optimizer": case["optimizer"] if case["mode"] == "train" else None,
+        "model_params": json.dumps(case["model_params"], sort_keys=True),
+        "process": case["process"], "status": rec["status"], "reason": rec["reason"],
+        "samples_per_s": m.get("samples_per_s"), "samples_per_s_ci_low": ci[0], "samples_per_s_ci_high": ci[1],
+        "tokens_per_s": m.get("tokens_per_s"),
+        "step_s_median": step.get("median"), "step_s_mean": step.get("mean"), "step_s_std": step.get("std"),
+        "step_s_min": step.get("min"), "step_s_max": step.get("max"), "step_s_iqr": step.get("iqr"),
+        "step_s_cv": step.get("cv"), "samples": step.get("n"),
+        "first_step_s": m.get("first_step_s"), "setup_s": m.get("setup_s"),
+        "peak_host_rss_bytes": m.get("peak_host_rss_bytes"),
+        "peak_device_memory_bytes": m.get("peak_device_memory_bytes"),
+        "parameters": m.get("parameters"), "achieved_flops_per_s": m.get("achieved_flops_per_s"),
+        "cpu_utilisation": m.get("cpu_utilisation"), "warnings": "; ".join(rec["warnings"]),
+    }
+
+
+def load_frame(run: str | os.PathLike):
+    """The run's records as a pandas DataFrame, one row per case record."""
+    import pandas as pd
+
+    rows = [flatten_record(r) for r in RunDir(Path(run)).records()]
+    return pd.DataFrame(rows, columns=list(flatten_record(_EMPTY).keys()))
+
+
+_EMPTY = {"case_id": "-p0", "case": {k: None for k in ("framework", "model", "mode", "batch_size", "device",
+                                                      "precision", "threads", "optimizer", "process")}
+          | {"model_params": {}}, "status": None, "reason": None, "metrics": {}, "warnings": []}

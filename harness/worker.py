@@ -1,0 +1,162 @@
+"""The worker: one fresh process per case, one framework imported, one JSON record written.
+
+Usage (by the runner, not by people): python -m harness.worker CASE.json RECORD.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+# These two import the standard library only: the thread caps must be in place before numpy,
+# scipy or a framework loads its thread pools, so everything else is imported after `pin_threads`.
+from .case import Case
+from .results import SCHEMA_VERSION, write_json_atomic
+
+# Stability warnings (SPEC section 5.7).
+CV_WARN = 0.05
+SPREAD_WARN = 1.5
+CPU_SHARE_LOW, CPU_SHARE_HIGH = 0.5, 1.15  # CPU time / wall time relative to the thread cap
+
+
+def pin_threads(threads: int) -> list[int]:
+    """Pin this process to `threads` CPUs and cap the thread pools, before any framework import."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads > len(allowed):
+        raise ValueError(f"threads={threads} but only {len(allowed)} CPUs are available to this process")
+    cpus = allowed[:threads]
+    os.sched_setaffinity(0, cpus)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return cpus
+
+
+class CpuMeter:
+    """Wraps the timing kernel to add up process CPU time and wall time of the timed calls."""
+
+    def __init__(self, time_steps: Callable[[int], float]):
+        self.inner, self.cpu_s, self.wall_s, self.calls = time_steps, 0.0, 0.0, 0
+
+    def __call__(self, k: int) -> float:
+        c0, w0 = time.process_time(), time.perf_counter()
+        t = self.inner(k)
+        self.calls += 1
+        if self.calls > 1:  # the first step (compilation) is often single-threaded: leave it out
+            self.cpu_s += time.process_time() - c0
+            self.wall_s += time.perf_counter() - w0
+        return t
+
+    @property
+    def share(self) -> float | None:
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else None
+
+
+def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str, Any], list[str]]:
+    """Throughput, statistics, FLOP/s and stability warnings from one measurement."""
+    from .stats import summarize
+    s = summarize(m.samples_s)
+    flops_per_sample = spec.train_flops() if case.mode == "train" else spec.forward_flops()
+    out: dict[str, Any] = {
+        "samples_per_s": case.batch_size / s.median,
+        "samples_per_s_ci": [case.batch_size / s.ci_high, case.batch_size / s.ci_low],
+        "step_s": s.as_dict(),
+        "first_step_s": m.first_step_s,
+        "warmup_steps": m.warmup_steps,
+        "steps_per_sample": m.steps_per_sample,
+        "stop_reason": m.stop_reason,
+        "measure_s": m.measure_s,
+        "flops_per_sample": flops_per_sample,
+        "achieved_flops_per_s": flops_per_sample * case.batch_size / s.median,
+        "cpu_utilisation": cpu_share,
+    }
+    if spec.seq_len:
+        out["tokens_per_s"] = out["samples_per_s"] * spec.seq_len
+        out["tokens_per_s_ci"] = [v * spec.seq_len for v in out["samples_per_s_ci"]]
+    warnings = []
+    if s.cv > CV_WARN:
+        warnings.append(f"unstable: coefficient of variation {s.cv:.1%} > {CV_WARN:.0%}")
+    if s.n < case.measure.min_samples:
+        warnings.append(f"too few samples: {s.n} < {case.measure.min_samples}")
+    if s.min > 0 and s.max / s.min > SPREAD_WARN:
+        warnings.append(f"unstable: slowest sample {s.max / s.min:.2f}x the fastest")
+    if case.device == "cpu" and cpu_share is not None:
+        if cpu_share > case.threads * CPU_SHARE_HIGH:
+            warnings.append(f"thread cap exceeded: {cpu_share:.2f} CPUs busy, cap {case.threads}")
+        elif cpu_share < case.threads * CPU_SHARE_LOW:
+            warnings.append(f"cores idle: {cpu_share:.2f} CPUs busy of {case.threads}")
+    return out, warnings
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    """Measure one case in this process; return its record (status ok, skipped or failed)."""
+    record: dict[str, Any] = {"schema": SCHEMA_VERSION, "case_id": case.case_id, "case": case.to_dict(),
+                              "status": "ok", "reason": None, "metrics": {}, "samples_s": [],
+                              "warnings": [], "manifest": {}, "started": time.time()}
+    try:
+        cpus = pin_threads(case.threads)
+        from .adapter import discover
+        from .models import build_spec
+        from .optimizers import build_optimizer
+        from .timing import measure, step_timer
+        from .weights import init_weights, make_inputs
+
+        info = discover()[case.framework]
+        t0 = time.perf_counter()
+        adapter_cls = info.load()  # the framework is imported here, after the thread caps
+        import_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        spec = build_spec(case.model, **case.model_params)
+        optimizer = build_optimizer(case.optimizer, **case.optimizer_params) if case.mode == "train" else None
+        adapter = adapter_cls(device=case.device, precision=case.precision, threads=case.threads,
+                              seed=case.seed, **info.options)
+        adapter.build(spec, optimizer)
+        if adapter.parameter_count() != spec.parameter_count():
+            raise RuntimeError(f"{case.framework} builds {adapter.parameter_count():,} trainable parameters, "
+                               f"the spec says {spec.parameter_count():,}")
+        adapter.load_weights(init_weights(spec, case.seed))
+        batch = adapter.put_batch(*make_inputs(spec, case.batch_size, case.seed))
+        adapter.sync()
+        setup_s = time.perf_counter() - t0
+
+        step = adapter.train_step if case.mode == "train" else adapter.infer_step
+        meter = CpuMeter(step_timer(lambda: step(batch), adapter.sync))
+        m = measure(meter, case.measure)
+        metrics, warnings = metrics_for(case, spec, m, meter.share)
+        metrics.update(setup_s=setup_s, import_s=import_s, parameters=spec.parameter_count(),
+                       peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                       peak_device_memory_bytes=adapter.peak_device_memory_bytes())
+        record.update(metrics=metrics, samples_s=m.samples_s, warnings=warnings)
+        record["manifest"] = {
+            "framework": info.framework, "adapter": info.name, "affinity": cpus,
+            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS",
+                                                    "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_ENABLE_ONEDNN_OPTS")},
+            **adapter.settings(),
+        }
+    except Exception as e:
+        from .adapter import Unsupported
+        if isinstance(e, Unsupported):
+            record.update(status="skipped", reason=str(e), finished=time.time())
+            return record
+        traceback.print_exc()  # the parent keeps the tail of stderr in the record
+        record.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0][:500])
+    record["finished"] = time.time()
+    return record
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m harness.worker CASE.json RECORD.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
+        case = Case.from_dict(json.load(f))
+    write_json_atomic(argv[1], run_case(case))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
