@@ -1,6 +1,7 @@
 """Framework-neutral model specs (SPEC section 1): layers as data, counts derived analytically."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
@@ -257,7 +258,16 @@ def build_spec(name: str, **overrides: Any) -> ModelSpec:
         else:
             ok = isinstance(value, type(default))
         if not ok:
-            raise SpecError(f"model {name!r}: {key} must be {type(default).__name__}, got {value!r}")
+            hint = ""
+            if type(value) is float and type(default) is int and value.is_integer():
+                try:  # `hidden = 1e9` in TOML is a float: say so, and what the integer would cost
+                    build_spec(name, **{**overrides, key: int(value)})
+                    hint = f"; write {int(value)}"
+                except SpecError as e:
+                    hint = f"; and as an integer: {e}"
+            raise SpecError(f"model {name!r}: {key} must be {type(default).__name__}, got {value!r}{hint}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"model {name!r}: {key} must be a finite number, got {value!r}")
         if key in mdef.choices and value not in mdef.choices[key]:
             raise SpecError(f"model {name!r}: {key}={value!r} is not one of {', '.join(map(str, mdef.choices[key]))}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -269,5 +279,5 @@ def build_spec(name: str, **overrides: Any) -> ModelSpec:
     count = spec.parameter_count()
     if count > MAX_PARAMETERS:
         raise SpecError(f"model {name!r} with {overrides} has {count:,} parameters "
-                        f"(~{count * 4 / 2**30:.0f} GiB in fp32); lower the sizes")
+                        f"(~{count * 4 // 2**30:,} GiB in fp32); lower the sizes")
     return spec

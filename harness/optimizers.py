@@ -40,7 +40,7 @@ def build_optimizer(name: str, **overrides: Any) -> OptimizerSpec:
                 raise SpecError(f"optimizer {name!r}: {key} must be true or false, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"optimizer {name!r}: {key} must be a number, got {value!r}")
-        elif value < 0 or (key == "lr" and value == 0):
+        elif not 0 <= value < float("inf") or (key == "lr" and value == 0):
             raise SpecError(f"optimizer {name!r}: {key}={value!r} is out of range")
         else:
             value = float(value)

@@ -4,15 +4,20 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "skipped", "failed", "timeout")
-CASES_FILE, RUN_FILE = "cases.jsonl", "run.json"
+CASES_FILE, RUN_FILE, LOCK_FILE = "cases.jsonl", "run.json", ".lock"
+TORN_FILE = "cases.jsonl.torn"  # torn tails cut off by `RunDir.repair`, kept for inspection
 
 # Keys every record carries, with their JSON types; `validate_record` checks them strictly.
+# Optional: "validated", the `bench validate` result for the case, e.g. {"status": "passed" | "failed" |
+# "reference" | ..., "against": "torch", ...}; the report shows "status (vs against)", or "not validated"
+# when the key is absent (harness/report.py `_validated`).
 _RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
     "schema": int, "case_id": str, "case": dict, "status": str, "reason": (str, type(None)),
     "metrics": dict, "samples_s": list, "warnings": list, "manifest": dict,
@@ -62,8 +67,10 @@ def validate_record(rec: Any) -> dict[str, Any]:
 
 def migrate(rec: dict[str, Any]) -> dict[str, Any]:
     """Bring a record from an older schema up to SCHEMA_VERSION (none older exists yet)."""
+    if not isinstance(rec, dict):
+        raise ResultsError(f"a record must be a JSON object, got {type(rec).__name__}")
     version = rec.get("schema")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ResultsError("record has no schema version")
     if version > SCHEMA_VERSION:
         raise ResultsError(f"written by a newer xfbench (schema {version}, this one reads up to "
@@ -77,6 +84,16 @@ class RunDir:
 
     path: Path
     torn_lines: list[int] = field(default_factory=list)
+    _lock_fd: int | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def open(cls, path: Path) -> "RunDir":
+        """An existing run directory, its run.json readable by this schema; ResultsError otherwise."""
+        run = cls(Path(path))
+        if not run.path.is_dir():
+            raise ResultsError(f"{run.path} is not a directory; give a run directory such as results/<run-id>")
+        run.meta()
+        return run
 
     @classmethod
     def create(cls, root: Path, suite: str) -> "RunDir":
@@ -118,6 +135,66 @@ class RunDir:
                     self.torn_lines.append(n)
         return out
 
+    def lock(self) -> bool:
+        """Hold an exclusive lock on this run until the process ends (or `unlock`): one writer at a time.
+
+        The kernel drops the lock when the holder dies, even by SIGKILL, so a stale lock cannot exist.
+        Returns False if this object already held it.
+        """
+        if self._lock_fd is not None:
+            return False
+        import fcntl
+
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ResultsError(f"{self.path} is being written by another bench process (pid {holder}); "
+                               "wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            with suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def repair(self) -> str | None:
+        """Cut a torn last line off cases.jsonl so that appends start on a line of their own.
+
+        The cut bytes are appended to cases.jsonl.torn, never thrown away. Returns what was done, or None.
+        """
+        path = self.path / CASES_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if not data or data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n") + 1
+        tail, line = data[cut:], data.count(b"\n") + 1
+        try:
+            validate_record(migrate(json.loads(tail)))
+        except (ValueError, UnicodeDecodeError):
+            with open(self.path / TORN_FILE, "ab") as f:
+                f.write(tail + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with open(path, "r+b") as f:
+                f.truncate(cut)
+                os.fsync(f.fileno())
+            return (f"{CASES_FILE} ended in a torn line {line} ({len(tail)} bytes, a write cut short); "
+                    f"cut it off and kept it in {TORN_FILE}; that case runs again")
+        with open(path, "ab") as f:  # a whole record that only lacks its newline: keep it
+            f.write(b"\n")
+            os.fsync(f.fileno())
+        return f"{CASES_FILE} line {line} lacked its final newline; added it"
+
     def write_meta(self, meta: dict[str, Any]) -> None:
         write_json_atomic(self.path / RUN_FILE, {"schema": SCHEMA_VERSION, **meta})
 
@@ -125,9 +202,15 @@ class RunDir:
         path = self.path / RUN_FILE
         if not path.exists():
             raise ResultsError(f"{self.path} has no {RUN_FILE}: not an xfbench run directory")
-        meta = json.loads(path.read_text())
+        try:
+            meta = json.loads(path.read_bytes())
+        except (OSError, ValueError) as e:
+            raise ResultsError(f"{path} cannot be read ({e}); it is not a run.json that xfbench wrote") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("schema", 0), int):
+            raise ResultsError(f"{path} is not a run.json that xfbench wrote (no integer schema)")
         if meta.get("schema", 0) > SCHEMA_VERSION:
-            raise ResultsError(f"{path} was written by a newer xfbench (schema {meta['schema']}); upgrade xfbench")
+            raise ResultsError(f"{path} was written by a newer xfbench (schema {meta['schema']}, this one reads "
+                               f"up to {SCHEMA_VERSION}); upgrade xfbench")
         return meta
 
 

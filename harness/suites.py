@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import random
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .case import DEVICES, MODES, PRECISIONS, Case, MeasureConfig
+from .memory import too_big
 from .models import SpecError, build_spec
 from .optimizers import build_optimizer
 
@@ -44,6 +46,8 @@ _ENTRY_KEYS: dict[str, Any] = {
     "device": str, "precision": str, "threads": int, "processes": int, "optimizer": str,
     "case_timeout_s": (int, float), "params": dict, "optimizer_params": dict, "measure": dict,
 }
+MAX_PROCESSES = 100  # repetitions of one case
+MAX_CASES = 100_000  # a suite that expands to more is a typo, not a plan
 _TOP_KEYS = {"description": str, "seed": int, "defaults": dict, "cases": list}
 _ENTRY_DEFAULTS: dict[str, Any] = {
     "modes": ["train", "infer"], "batch_sizes": [32], "frameworks": "all", "device": "cpu",
@@ -95,7 +99,8 @@ def _type_name(typ: Any) -> str:
         return " or ".join(_type_name(t) for t in typ)
     if isinstance(typ, list):
         return f"a non-empty list of {_type_name(typ[0])}"
-    return {int: "an integer", float: "a number", str: "a string", dict: "a table"}.get(typ, str(typ))
+    return {int: "an integer", float: "a number", str: "a string", dict: "a table", list: "an array"}.get(
+        typ, getattr(typ, "__name__", str(typ)))
 
 
 def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) -> None:
@@ -104,11 +109,13 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
             raise SuiteError(f"{where}: unknown key {key!r}; allowed: {', '.join(_ENTRY_KEYS)}")
         if not _type_ok(value, _ENTRY_KEYS[key]):
             raise SuiteError(f"{where}: {key} must be {_type_name(_ENTRY_KEYS[key])}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SuiteError(f"{where}: {key} must be a finite number, got {value!r}")
     for key, value in entry.get("measure", {}).items():
         if key not in _MEASURE_KEYS:
             raise SuiteError(f"{where}: unknown key measure.{key}; allowed: {', '.join(_MEASURE_KEYS)}")
         want = int if _MEASURE_KEYS[key] in (int, "int") else (int, float)
-        if not _type_ok(value, want) or value <= 0:
+        if not _type_ok(value, want) or not 0 < value < math.inf:
             raise SuiteError(f"{where}: measure.{key} must be a positive {_type_name(want)}, got {value!r}")
     for key, allowed in (("modes", MODES), ("device", DEVICES), ("precision", PRECISIONS)):
         for v in entry.get(key, []) if key == "modes" else [entry.get(key)] if key in entry else []:
@@ -120,6 +127,8 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
     for key in ("threads", "processes", "case_timeout_s"):
         if key in entry and (entry[key] < 0 or (key != "threads" and entry[key] == 0)):
             raise SuiteError(f"{where}: {key}={entry[key]} is out of range")
+    if entry.get("processes", 1) > MAX_PROCESSES:
+        raise SuiteError(f"{where}: processes={entry['processes']} is out of range; use at most {MAX_PROCESSES}")
     fws = entry.get("frameworks")
     if isinstance(fws, str) and fws != "all":
         raise SuiteError(f"{where}: frameworks must be \"all\" or a list of adapter names, got {fws!r}")
@@ -140,6 +149,8 @@ def parse_suite(text: str, name: str, path: Path, frameworks: dict[str, Any]) ->
             raise SuiteError(f"{where}: unknown key {key!r}; allowed at the top: {', '.join(_TOP_KEYS)}")
         if not isinstance(value, _TOP_KEYS[key]) or isinstance(value, bool):
             raise SuiteError(f"{where}: {key} must be {_type_name(_TOP_KEYS[key])}")
+    if not 0 <= doc.get("seed", 0) < 2**32:
+        raise SuiteError(f"{where}: seed={doc['seed']} is out of range; use 0 <= seed < 2**32")
     defaults = doc.get("defaults", {})
     _check_entry(f"{where} [defaults]", defaults, frameworks)
     cases = doc.get("cases", [])
@@ -210,11 +221,23 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
             raise SuiteError(f"{suite.path}: threads={threads} but this machine lets xfbench use {cpus} CPUs; "
                              f"use threads <= {cpus} (0 means all)")
         measure = MeasureConfig(**entry["measure"])
+        batch_sizes = over.batch_sizes or entry["batch_sizes"]
+        planned = sum(len(r) for r in rounds.values())
+        if planned + entry["processes"] * len(fws) * len(models) * len(modes) * len(batch_sizes) > MAX_CASES:
+            raise SuiteError(f"{suite.path}: the suite expands to more than {MAX_CASES:,} cases; "
+                             "lower processes or the lists of models, frameworks and batch sizes")
+        for model in models:
+            spec = build_spec(model, **entry["params"])
+            for mode in modes:
+                for b in batch_sizes:
+                    why = too_big(spec, b, mode, entry["precision"])
+                    if why:
+                        raise SuiteError(f"{suite.path}: {why}")
         for p in range(entry["processes"]):
             for fw in fws:
                 for model in models:
                     for mode in modes:
-                        for b in over.batch_sizes or entry["batch_sizes"]:
+                        for b in batch_sizes:
                             rounds.setdefault(p, []).append(Case(
                                 framework=fw, model=model, mode=mode, batch_size=b,
                                 device=over.device or entry["device"], precision=entry["precision"],

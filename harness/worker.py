@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -21,6 +22,35 @@ from .results import SCHEMA_VERSION, write_json_atomic
 CV_WARN = 0.05
 SPREAD_WARN = 1.5
 CPU_SHARE_LOW, CPU_SHARE_HIGH = 0.5, 1.15  # CPU time / wall time relative to the thread cap
+
+
+_OOM_TYPES = ("MemoryError", "OutOfMemoryError", "ResourceExhaustedError")
+_OOM_WORDS = ("out of memory", "resource_exhausted", "oom when allocating", "failed to allocate")
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the bench parent dies, even by SIGKILL; exit if it already has.
+
+    The parent runs each worker in a session of its own, so without this a killed run leaves its
+    worker running (and a core busy) until it finishes by itself.
+    """
+    parent = os.environ.get("XFBENCH_PARENT", "").partition(":")[0]
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the parent died before the prctl took hold
+        os._exit(1)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Whether an exception from any framework reports running out of (host or device) memory."""
+    names = {t.__name__ for t in type(e).__mro__}
+    return bool(names & set(_OOM_TYPES)) or any(w in str(e).lower() for w in _OOM_WORDS)
 
 
 def pin_threads(threads: int) -> list[int]:
@@ -143,12 +173,16 @@ def run_case(case: Case) -> dict[str, Any]:
             record.update(status="skipped", reason=str(e), finished=time.time())
             return record
         traceback.print_exc()  # the parent keeps the tail of stderr in the record
-        record.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0][:500])
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        if is_out_of_memory(e):  # e.g. a GPU OOM at this batch size; a smaller one may still fit
+            reason = f"out of memory ({case.device}, batch size {case.batch_size}): {reason}"
+        record.update(status="failed", reason=reason)
     record["finished"] = time.time()
     return record
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     if len(argv) != 2:
         print("usage: python -m harness.worker CASE.json RECORD.json", file=sys.stderr)
         return 2
