@@ -17,7 +17,7 @@ from .host import host_info
 from .models import MODELS, SpecError, build_spec
 from .optimizers import OPTIMIZERS
 from .results import ResultsError, RunDir
-from .runner import run_cases
+from .runner import pending_cases, plan_for_meta, run_cases
 from .suites import Overrides, SuiteError, available_suites, expand, find_suite, load_suite
 
 console = Console(highlight=False)
@@ -129,19 +129,54 @@ def execute(suite: Any, cases: list[Case], out: Path, registry: dict[str, Adapte
         raise BenchError(f"cannot create a run directory under {out}: {e.strerror}; choose a writable --out") from None
     meta = {"suite": suite.name, "suite_path": str(suite.path), "description": suite.description,
             "command": argv, "started": time.time(), "finished": None, "interrupted": False,
-            "planned_cases": len(cases), "host": host_info()}
-    run.write_meta(meta)
-    if show_progress:
-        columns = (TextColumn("case"), MofNCompleteColumn(), BarColumn(bar_width=20), TimeElapsedColumn(),
-                   TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.description}"))
-        with Progress(*columns, console=console, transient=True) as p:
-            summary = run_cases(cases, run, registry, RichProgress(p))
-    else:
-        summary = run_cases(cases, run, registry)
+            "planned_cases": len(cases), "plan": plan_for_meta(cases), "host": host_info()}
+    try:
+        run.write_meta(meta)
+    except OSError as e:  # nothing half-written: a run directory without run.json is no run
+        import shutil
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise BenchError(f"cannot write {run.path / 'run.json'}: {e.strerror}; choose a writable --out") from None
+    summary = _run_with_progress(cases, run, registry, show_progress)
     meta.update(finished=time.time(), interrupted=summary.interrupted)
     run.write_meta(meta)
     write_reports(run.path)
     return run, summary
+
+
+def _run_with_progress(cases: list[Case], run: RunDir, registry: dict[str, AdapterInfo], show_progress: bool) -> Any:
+    if not show_progress:
+        return run_cases(cases, run, registry)
+    columns = (TextColumn("case"), MofNCompleteColumn(), BarColumn(bar_width=20), TimeElapsedColumn(),
+               TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=console, transient=True) as p:
+        return run_cases(cases, run, registry, RichProgress(p))
+
+
+def resume(run_path: Path, registry: dict[str, AdapterInfo], argv: list[str],
+           show_progress: bool = True) -> tuple[RunDir, Any, int]:
+    """Continue an interrupted run: keep its records, run its planned cases that have none, in order."""
+    from .report import write_reports
+
+    try:
+        run = RunDir.open(run_path)
+        run.lock()  # refuses a run that another bench process is still writing
+        repaired = run.repair()
+        cases, planned = pending_cases(run)
+        meta = run.meta()
+        meta.setdefault("resumed", []).append({"started": time.time(), "command": argv})
+        meta.update(finished=None, interrupted=False)
+        run.write_meta(meta)
+    except (ResultsError, OSError) as e:
+        raise BenchError(f"cannot resume {run_path}: {e}") from None
+    if repaired:
+        err_console.print(f"[yellow]repaired:[/] {repaired}", soft_wrap=True)
+    console.print(f"resuming {run.path}: {planned - len(cases)} of {planned} cases recorded, {len(cases)} to run")
+    summary = _run_with_progress(cases, run, registry, show_progress)
+    meta.update(finished=time.time(), interrupted=summary.interrupted)
+    run.write_meta(meta)
+    run.unlock()
+    write_reports(run.path)
+    return run, summary, planned
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,8 +185,19 @@ def main() -> None:
     """xfbench: which deep-learning toolbox is best for this job? Measured, fairly."""
 
 
+def _check_resume_alone(suite: str | None) -> None:
+    """--resume continues a run as planned: a suite or a filter beside it is a mistake, not a wish."""
+    ctx = click.get_current_context()
+    given = ["SUITE"] if suite is not None else []
+    given += [f"--{p.name.replace('_', '-')}" for p in ctx.command.params
+              if p.name not in ("suite", "resume_dir")
+              and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise BenchError(f"--resume continues the run as it was planned; drop {', '.join(given)}")
+
+
 @main.command()
-@click.argument("suite", default="quick")
+@click.argument("suite", required=False)
 @click.option("--frameworks", help="Comma-separated adapter names (replaces the suite's).")
 @click.option("--models", help="Comma-separated models to keep.")
 @click.option("--modes", help="train, infer or both (comma-separated) to keep.")
@@ -161,25 +207,36 @@ def main() -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Directory that receives the run directory.")
 @click.option("--dry-run", is_flag=True, help="List the cases in run order; run nothing.")
-def run(suite: str, frameworks: str | None, models: str | None, modes: str | None, batch_sizes: str | None,
-        device: str | None, threads: int | None, out: Path, dry_run: bool) -> None:
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="Continue the interrupted run in this directory: keep its records, run the rest.")
+def run(suite: str | None, frameworks: str | None, models: str | None, modes: str | None, batch_sizes: str | None,
+        device: str | None, threads: int | None, out: Path, dry_run: bool, resume_dir: Path | None) -> None:
     """Run SUITE (a name in suites/ or a path to a .toml file; default: quick)."""
     registry = discover()
-    suite_obj, cases = plan(suite, frameworks=frameworks, models=models, modes=modes, batch_sizes=batch_sizes,
-                            device=device, threads=threads, registry=registry)
-    if dry_run:
-        for i, c in enumerate(cases, 1):
-            console.print(f"{i:4d}  {c.label()}")
-        console.print(f"{len(cases)} cases from {suite_obj.path}")
-        return
     t0 = time.perf_counter()
-    run_dir, summary = execute(suite_obj, cases, out, registry, sys.argv)
-    console.print(summary_table(summary.records))
-    bad = [r for r in summary.records if r["status"] in ("failed", "timeout")]
-    console.print(f"{len(summary.records)} of {len(cases)} cases in {time.perf_counter() - t0:.0f} s; "
-                  f"report: {run_dir.path / 'report.md'}")
+    if resume_dir is not None:
+        _check_resume_alone(suite)
+        run_dir, summary, total = resume(resume_dir, registry, sys.argv)
+        records = run_dir.records()
+    else:
+        suite_obj, cases = plan(suite or "quick", frameworks=frameworks, models=models, modes=modes,
+                                batch_sizes=batch_sizes, device=device, threads=threads, registry=registry)
+        if dry_run:
+            for i, c in enumerate(cases, 1):
+                console.print(f"{i:4d}  {c.label()}")
+            console.print(f"{len(cases)} cases from {suite_obj.path}")
+            return
+        run_dir, summary = execute(suite_obj, cases, out, registry, sys.argv)
+        records, total = summary.records, len(cases)
+    if summary.orphans_killed:
+        err_console.print(f"killed {len(summary.orphans_killed)} process(es) left behind by an interrupted run")
+    console.print(summary_table(records))
+    bad = [r for r in records if r["status"] in ("failed", "timeout")]
+    console.print(f"{len(records)} of {total} cases recorded ({len(summary.records)} in "
+                  f"{time.perf_counter() - t0:.0f} s); report: {run_dir.path / 'report.md'}")
     if summary.interrupted:
-        err_console.print(f"interrupted: {len(summary.records)} finished cases kept in {run_dir.path}")
+        err_console.print(f"interrupted: {len(records)} finished cases kept in {run_dir.path}; "
+                          f"continue with: bench run --resume {run_dir.path}", soft_wrap=True)
         sys.exit(130)
     if bad:
         err_console.print(f"[red]{len(bad)} case(s) failed or timed out[/]; reasons in {run_dir.path / 'report.md'}")
@@ -196,7 +253,43 @@ def report(run_dir: Path) -> None:
         paths = write_reports(run_dir)
     except (ResultsError, OSError) as e:
         raise BenchError(str(e)) from None
-    console.print("\n".join(str(p) for p in paths.values()))
+    console.print("\n".join(str(p) for p in paths.values()), soft_wrap=True)
+
+
+@main.command()
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--fail-above", type=float, metavar="PCT",
+              help="Exit 1 if any significant slowdown of B against A exceeds PCT percent (a regression gate).")
+def compare(run_a: Path, run_b: Path, fail_above: float | None) -> None:
+    """Compare every case measured in both RUN_A and RUN_B (B against A), from stored records."""
+    from .compare import CompareError, compare as compare_fn
+
+    if fail_above is not None and fail_above < 0:
+        raise BenchError(f"--fail-above takes a percentage >= 0; got {fail_above:g}")
+    try:
+        text, code = compare_fn(run_a, run_b, fail_above=fail_above)
+    except (ResultsError, CompareError, OSError) as e:
+        raise BenchError(str(e)) from None
+    click.echo(text, nl=False)
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["pytest-benchmark", "csv", "parquet"]), required=True,
+              help="pytest-benchmark: JSON for `pytest-benchmark compare`; csv, parquet: one row per case record.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: pytest-benchmark.json, cases.csv or cases.parquet in RUN_DIR).")
+def export(run_dir: Path, fmt: str, output: Path | None) -> None:
+    """Export RUN_DIR's stored records for other tools."""
+    from .export import ExportError, export as export_fn
+
+    try:
+        path = export_fn(run_dir, fmt, output)
+    except (ResultsError, ExportError, OSError) as e:
+        raise BenchError(str(e)) from None
+    console.print(str(path), soft_wrap=True)
 
 
 @main.command("list")

@@ -1,0 +1,131 @@
+"""`bench compare RUN_A RUN_B`: every configuration measured in both runs, B against A, from stored records.
+
+A configuration is matched on its case config without the measurement knobs (`measure`,
+`case_timeout_s`) and the process index; its processes are pooled. Significance follows
+`harness.significance` (Mann-Whitney U p < 0.05 and non-overlapping 95% CIs of the medians).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .case import Case
+from .results import RunDir
+from .significance import Comparison, compare_times, geomean_speedup
+
+IGNORED_CASE_KEYS = ("measure", "case_timeout_s", "process")
+
+
+class CompareError(ValueError):
+    """Two runs that cannot be compared (nothing measured in both)."""
+
+
+@dataclass(frozen=True)
+class CaseDiff:
+    label: str
+    a_per_s: float  # samples/s in run A
+    b_per_s: float
+    a_times_s: tuple[float, ...]
+    b_times_s: tuple[float, ...]
+    comparison: Comparison  # B against A
+
+    @property
+    def slowdown_pct(self) -> float:
+        """How much longer a step takes in B than in A, in percent (negative: B is faster)."""
+        return (1 / self.comparison.speedup - 1) * 100
+
+
+@dataclass
+class RunComparison:
+    a: str
+    b: str
+    diffs: list[CaseDiff]
+    only_a: list[str]
+    only_b: list[str]
+
+    def regressions(self, pct: float) -> list[CaseDiff]:
+        """Significant slowdowns of more than `pct` percent."""
+        return [d for d in self.diffs if d.comparison.significant and d.slowdown_pct > pct]
+
+
+def _identity(case: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in case.items() if k not in IGNORED_CASE_KEYS}, sort_keys=True)
+
+
+def _label(case: dict[str, Any]) -> str:
+    try:
+        return Case.from_dict(case).label()
+    except TypeError:  # a case dict from a different schema revision: fall back to its main fields
+        return " ".join(str(case.get(k)) for k in ("framework", "model", "mode", "batch_size", "device"))
+
+
+def _pooled(run: RunDir) -> dict[str, tuple[str, int, tuple[float, ...]]]:
+    """identity -> (label, batch size, per-step times of every ok process)."""
+    out: dict[str, tuple[str, int, tuple[float, ...]]] = {}
+    for r in run.records():
+        if r["status"] != "ok":
+            continue
+        key = _identity(r["case"])
+        label, b, times = out.get(key, (_label(r["case"]), r["case"]["batch_size"], ()))
+        out[key] = (label, b, times + tuple(float(t) for t in r["samples_s"]))
+    return out
+
+
+def compare_runs(run_a: Path, run_b: Path) -> RunComparison:
+    a, b = RunDir(Path(run_a)), RunDir(Path(run_b))
+    a.meta(), b.meta()  # refuse anything that is not a run directory
+    pa, pb = _pooled(a), _pooled(b)
+    diffs = []
+    for key in sorted(pa.keys() & pb.keys(), key=lambda k: pa[k][0]):
+        label, batch, ta = pa[key]
+        tb = pb[key][2]
+        diffs.append(CaseDiff(label, batch / float(pd.Series(ta).median()), batch / float(pd.Series(tb).median()),
+                              ta, tb, compare_times(ta, tb)))
+    if not diffs:
+        raise CompareError(f"no configuration was measured in both {a.path} and {b.path}; "
+                           "compare runs of the same suite")
+    return RunComparison(str(a.path), str(b.path), diffs, sorted(pa[k][0] for k in pa.keys() - pb.keys()),
+                         sorted(pb[k][0] for k in pb.keys() - pa.keys()))
+
+
+def _when(run: str) -> str:
+    started = RunDir(Path(run)).meta().get("started")
+    return dt.datetime.fromtimestamp(started, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if started else "?"
+
+
+def render_comparison(rc: RunComparison, fail_above: float | None = None) -> str:
+    """Markdown: one row per configuration, a summary line and, with `fail_above`, the gate's result."""
+    rows = [{"case": d.label, "A samples/s": f"{d.a_per_s:,.1f}", "B samples/s": f"{d.b_per_s:,.1f}",
+             "B vs A": d.comparison.label(), "p": f"{d.comparison.p_value:.3g}"} for d in rc.diffs]
+    df = pd.DataFrame(rows)
+    lines = [f"A: {rc.a} ({_when(rc.a)})", f"B: {rc.b} ({_when(rc.b)})", "",
+             "| " + " | ".join(df.columns) + " |", "|---|---:|---:|---|---:|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    faster = sum(d.comparison.significant and d.comparison.speedup >= 1 for d in rc.diffs)
+    slower = sum(d.comparison.significant and d.comparison.speedup < 1 for d in rc.diffs)
+    geo, lo, hi = geomean_speedup([(d.a_times_s, d.b_times_s) for d in rc.diffs])
+    lines += ["", f"{len(rc.diffs)} configurations in both runs: {faster} faster in B, {slower} slower in B, "
+              f"{len(rc.diffs) - faster - slower} not significant (Mann-Whitney U p < 0.05 and non-overlapping "
+              f"95% CIs of the medians). Geometric mean speed of B relative to A: {geo:.2f}x "
+              f"(95% CI {lo:.2f}–{hi:.2f})."]
+    for name, only in (("A", rc.only_a), ("B", rc.only_b)):
+        if only:
+            lines.append(f"Only in {name} ({len(only)}): " + "; ".join(only) + ".")
+    if fail_above is not None:
+        bad = rc.regressions(fail_above)
+        lines.append(f"Regression gate (--fail-above {fail_above:g}%): " + (
+            "passed, no significant slowdown above it." if not bad else
+            f"FAILED, {len(bad)} significant slowdown(s): "
+            + "; ".join(f"{d.label} ({d.slowdown_pct:.1f}% slower)" for d in bad) + "."))
+    return "\n".join(lines) + "\n"
+
+
+def compare(run_a: Path, run_b: Path, *, fail_above: float | None = None) -> tuple[str, int]:
+    """The `bench compare` command as a function: (text, exit code: 1 when the gate fails, else 0)."""
+    rc = compare_runs(run_a, run_b)
+    return render_comparison(rc, fail_above), 1 if fail_above is not None and rc.regressions(fail_above) else 0

@@ -1,0 +1,48 @@
+"""report.md: the Report rendered as GitHub-flavoured markdown (deterministic: golden-tested)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .report import Report
+
+# Columns that hold numbers are right-aligned.
+RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "peak memory", "GFLOP/s", "CPU busy",
+         "samples", "speed vs best", "cases", "wins", "ties", "losses"}
+
+
+def _cell(v: object) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(df: pd.DataFrame) -> list[str]:
+    head = "| " + " | ".join(df.columns) + " |"
+    rule = "|" + "|".join("---:" if c in RIGHT else "---" for c in df.columns) + "|"
+    return [head, rule] + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+
+
+def render_markdown(r: Report) -> str:
+    out = [f"# {r.title}", ""]
+    for line in r.intro:
+        out += [line, ""]
+    out += ["## Frameworks", ""] + md_table(r.frameworks) + [""]
+    out += ["## Verdict: which toolbox is best?", "", r.verdict_method, ""]
+    if len(r.verdict):
+        out += md_table(r.verdict) + [""]
+    out += [f"- **{q}:** {a}" for q, a in r.answers] + [""]
+    out += ["## Settings that differ between frameworks", ""]
+    out += (md_table(r.settings) if len(r.settings) else ["None: every compared setting is the same."]) + [""]
+    out += ["## Results by job", "", r.method, ""]
+    for s in r.sections:
+        out += [f"### {s.title}", ""] + md_table(s.table) + [""]
+        out += [n for n in s.notes] + ([""] if s.notes else [])
+        out += [f"![{cap}]({path})" for cap, path in s.plots] + [""]
+    if r.startup_plot:
+        out += ["## Start-up", "", f"![{r.startup_plot[0]}]({r.startup_plot[1]})", ""]
+    if r.warnings or r.not_measured or r.notes:
+        out += ["## Warnings", ""]
+        for heading, items in r.warnings:
+            out += [f"### {heading}", ""] + [f"- ⚠ {i}" for i in items] + [""]
+        for heading, df in r.not_measured:
+            out += [f"### {heading}", ""] + md_table(df) + [""]
+        out += [f"Note: {n}" for n in r.notes] + ([""] if r.notes else [])
+    return "\n".join(out)

@@ -1,0 +1,115 @@
+"""The verdict: which framework is best, per scenario, with its uncertainty. Pure over report Groups."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import pandas as pd
+
+from .significance import Score, clear_winner, compare_times, relative_to_best
+
+if TYPE_CHECKING:
+    from .report import Config, Group
+
+METHOD = (
+    "A comparable case is one model, mode, device, precision, thread count and batch size that at least two "
+    "frameworks measured. speed vs best is the geometric mean over a framework's comparable cases of "
+    "(fastest median step time / its own), so 1.00 means fastest everywhere; its 95% CI is a seeded "
+    "percentile bootstrap over both the samples within each case and the set of cases. In a case a framework "
+    "wins when it is the fastest and significantly faster than every other, loses when significantly slower "
+    "than the fastest, and ties otherwise (significant: Mann-Whitney U p < 0.05 and non-overlapping 95% CIs "
+    "of the medians). Each answer below names a winner only when its interval overlaps no other framework's; "
+    "otherwise it says no clear winner. Small batch: the smallest batch size measured for that model. "
+    "Start-up: first-step time (tracing, compilation). Memory: peak device memory on GPU, peak host RSS on CPU."
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    method: str
+    table: pd.DataFrame
+    answers: list[tuple[str, str]]
+
+
+Case = tuple["Group", list["Config"]]
+
+
+def comparable_cases(groups: Sequence["Group"]) -> list[Case]:
+    """(group, configs at one batch size) wherever at least two frameworks measured the same job."""
+    out = []
+    for g in groups:
+        for b in g.batches():
+            peers = g.at(b)
+            if len({c.framework for c in peers}) >= 2:
+                out.append((g, peers))
+    return out
+
+
+def win_tie_loss(cases: Sequence[Case]) -> dict[str, list[int]]:
+    """Framework -> [wins, ties, losses] against the fastest of each case (see METHOD)."""
+    out: dict[str, list[int]] = {}
+    for _, peers in cases:
+        fastest = max(peers, key=lambda c: (c.samples_per_s, c.framework))
+        slower = {c.framework: compare_times(fastest.times_s, c.times_s,
+                                             ci_a=(fastest.summary.ci_low, fastest.summary.ci_high),
+                                             ci_b=(c.summary.ci_low, c.summary.ci_high)).significant
+                  for c in peers if c is not fastest}
+        for c in peers:
+            tally = out.setdefault(c.framework, [0, 0, 0])
+            if c is fastest:
+                tally[0 if all(slower.values()) else 1] += 1
+            else:
+                tally[2 if slower[c.framework] else 1] += 1
+    return out
+
+
+def _scores(cases: Sequence[Case], observe: Callable[["Config"], Sequence[float]]) -> dict[str, Score]:
+    data = []
+    for _, peers in cases:
+        obs = {c.framework: observe(c) for c in peers if observe(c)}
+        if len(obs) >= 2:
+            data.append(obs)
+    return relative_to_best(data)
+
+
+def _fmt(fw: str, s: Score) -> str:
+    return f"{fw} at {s.geomean:.2f} of the best (95% CI {s.ci_low:.2f}–{s.ci_high:.2f}, {s.cases} case{'s' if s.cases != 1 else ''})"
+
+
+def answer(scores: dict[str, Score]) -> str:
+    """One line: the winner with its score and the runner-up, or 'no clear winner' and who is tied."""
+    if not scores:
+        return "no comparable cases (needs two frameworks measured on the same job)"
+    winner, tied = clear_winner(scores)
+    if winner is None:
+        return "no clear winner: " + "; ".join(_fmt(fw, scores[fw]) for fw in tied) + " overlap"
+    rest = sorted((fw for fw in scores if fw != winner), key=lambda fw: (-scores[fw].geomean, fw))
+    return _fmt(winner, scores[winner]) + (f"; next {_fmt(rest[0], scores[rest[0]])}" if rest else "")
+
+
+def _small_batch(cases: Sequence[Case]) -> list[Case]:
+    smallest: dict[tuple, int] = {}
+    for g, peers in cases:
+        k = (g.model, g.device, g.precision, g.threads, g.params)
+        smallest[k] = min(smallest.get(k, peers[0].batch_size), peers[0].batch_size)
+    return [(g, p) for g, p in cases
+            if g.mode == "infer" and p[0].batch_size == smallest[(g.model, g.device, g.precision, g.threads, g.params)]]
+
+
+def verdict(groups: Sequence["Group"]) -> Verdict:
+    cases = comparable_cases(groups)
+    overall = _scores(cases, lambda c: c.times_s)
+    wtl = win_tie_loss(cases)
+    rows = [{"framework": fw, "speed vs best": f"{s.geomean:.2f}", "95% CI": f"{s.ci_low:.2f}–{s.ci_high:.2f}",
+             "cases": str(s.cases), "wins": str(wtl[fw][0]), "ties": str(wtl[fw][1]), "losses": str(wtl[fw][2])}
+            for fw, s in sorted(overall.items(), key=lambda kv: (-kv[1].geomean, kv[0]))]
+    table = pd.DataFrame(rows, columns=["framework", "speed vs best", "95% CI", "cases", "wins", "ties", "losses"])
+    infer = [(g, p) for g, p in cases if g.mode == "infer"]
+    answers = [
+        ("Fastest overall", answer(overall)),
+        ("Fastest training", answer(_scores([(g, p) for g, p in cases if g.mode == "train"], lambda c: c.times_s))),
+        ("Fastest inference at small batch", answer(_scores(_small_batch(infer), lambda c: c.times_s))),
+        ("Fastest start-up", answer(_scores(cases, lambda c: c.first_step_s))),
+        ("Least memory", answer(_scores(cases, lambda c: c.memory_bytes))),
+    ]
+    return Verdict(METHOD, table, answers)

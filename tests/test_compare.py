@@ -1,0 +1,81 @@
+"""`bench compare`: run-to-run comparison from stored records, and its exit codes as a regression gate."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.compare import CompareError, compare, compare_runs
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
+
+
+def variant(tmp_path, name, scale=None, drop=None):
+    """A copy of the fixture run with `scale[framework]` applied to its step times and `drop` models removed."""
+    out = tmp_path / name
+    shutil.copytree(FIXTURE, out)
+    lines = []
+    for line in (out / "cases.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if drop and r["case"]["model"] == drop:
+            continue
+        f = (scale or {}).get(r["case"]["framework"], 1.0)
+        r["samples_s"] = [t * f for t in r["samples_s"]]
+        lines.append(json.dumps(r))
+    (out / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def bench(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_same_run_is_not_significant_everywhere():
+    text, code = compare(FIXTURE, FIXTURE, fail_above=0)
+    assert code == 0
+    rows = [l for l in text.splitlines() if l.startswith("| torch ") or l.startswith("| jax ")]
+    assert rows and all("| not significant |" in l for l in rows)
+    assert "17 configurations" not in text  # pooled: 16 configurations (one has 2 processes)
+    assert "16 configurations in both runs: 0 faster in B, 0 slower in B, 16 not significant" in text
+    assert "Geometric mean speed of B relative to A: 1.00x" in text
+    assert "Regression gate (--fail-above 0%): passed" in text
+
+
+def test_slowdown_and_speedup_are_reported_with_their_size(tmp_path):
+    b = variant(tmp_path, "b", scale={"torch": 1.25, "jax": 0.5})
+    rc = compare_runs(FIXTURE, b)
+    labels = {d.label.split(" ")[0]: d.comparison.label() for d in rc.diffs}
+    assert labels["torch"] == "1.25x slower" and labels["jax"] == "2.00x faster"
+    assert labels["tensorflow"] == "not significant"
+    torch = [d for d in rc.diffs if d.label.startswith("torch ")]
+    assert all(d.slowdown_pct == pytest.approx(25.0) for d in torch)
+
+
+def test_fail_above_exit_codes(tmp_path):
+    b = variant(tmp_path, "b", scale={"torch": 1.25})
+    res = bench("compare", FIXTURE, b, "--fail-above", 10)
+    assert res.exit_code == 1, res.output
+    assert "FAILED, 6 significant slowdown(s)" in res.output and "(25.0% slower)" in res.output
+    assert bench("compare", FIXTURE, b, "--fail-above", 30).exit_code == 0
+    assert bench("compare", FIXTURE, b).exit_code == 0  # no gate: report only
+    assert bench("compare", b, FIXTURE, "--fail-above", 10).exit_code == 0  # B faster: no regression
+
+
+def test_cases_in_one_run_only_are_listed(tmp_path):
+    b = variant(tmp_path, "b", drop="gru")
+    text, _ = compare(FIXTURE, b)
+    assert "Only in A (4): jax gru infer b=8 cpu fp32 t=2;" in text
+    assert "12 configurations in both runs" in text
+
+
+def test_input_errors_exit_2(tmp_path):
+    res = bench("compare", FIXTURE, tmp_path / "missing")
+    assert res.exit_code == 2 and "not an xfbench run directory" in res.output
+    empty = variant(tmp_path, "e", drop="lenet5")
+    other = variant(tmp_path, "o", drop="gru")
+    with pytest.raises(CompareError):
+        compare_runs(empty, other)
+    assert bench("compare", empty, other).exit_code == 2
+    assert bench("compare", FIXTURE, FIXTURE, "--fail-above", -1).exit_code == 2

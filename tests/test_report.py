@@ -1,0 +1,120 @@
+"""Reports from the checked-in fixture run: report.md against a golden file, report.html by structure."""
+import os
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.report import build_report, collect_groups, differing_settings, write_reports
+from harness.report_md import render_markdown
+from harness.results import RunDir
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
+GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "run-small-report.md"
+PLOTS = ["batch-lenet5-infer-cpu-fp32-t2.png", "first-step.png", "throughput-gru-infer-cpu-fp32-t2.png",
+         "throughput-gru-train-sgd-cpu-fp32-t2.png", "throughput-lenet5-infer-cpu-fp32-t2.png",
+         "throughput-lenet5-train-sgd-cpu-fp32-t2.png"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("reports") / "run-small"
+    shutil.copytree(FIXTURE, path)
+    write_reports(path)
+    return path
+
+
+def test_report_md_matches_golden(run_dir):
+    text = (run_dir / "report.md").read_text()
+    if os.environ.get("XFBENCH_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "report.md changed; if intended: XFBENCH_UPDATE_GOLDEN=1 pytest " + __file__
+
+
+def test_report_is_deterministic_and_never_writes_records(run_dir, tmp_path):
+    again = tmp_path / "run-small"
+    shutil.copytree(FIXTURE, again)
+    assert render_markdown(build_report(RunDir(again))) == (run_dir / "report.md").read_text()
+    assert (again / "cases.jsonl").read_bytes() == (FIXTURE / "cases.jsonl").read_bytes()
+
+
+def test_plots_results_csv_and_html_written(run_dir):
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == PLOTS
+    for p in (run_dir / "plots").iterdir():
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 2000
+    assert len((run_dir / "results.csv").read_text().splitlines()) == 1 + 20  # header + one row per record
+
+
+class _Html(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.imgs, self.ids, self.text, self.stack = [], [], {}, [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if tag == "img":
+            self.imgs.append(a)
+        if "id" in a:
+            self.ids[a["id"]] = tag
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_report_html_structure(run_dir):
+    page = (run_dir / "report.html").read_text()
+    p = _Html()
+    p.feed(page)
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert p.ids["verdict"] == "table" and p.ids["settings"] == "table" and p.ids["warnings"] == "section"
+    # Self-contained: every image inline, no external stylesheet, script or link.
+    assert len(p.imgs) == len(PLOTS) and all(i["src"].startswith("data:image/png;base64,") for i in p.imgs)
+    assert not [t for t, a in p.tags if t in ("script", "link", "iframe")]
+    assert not [a for _, a in p.tags for k in ("src", "href") if a.get(k, "").startswith(("http", "//"))]
+    text = " ".join(p.text)
+    for phrase in ("Fastest training:", "no clear winner", "Least memory:", "1.19x slower", "tied",
+                   "passed (vs torch)", "not validated", "torch.compile needs a C compiler", "timeout",
+                   "thread cap exceeded", "interop_threads"):
+        assert phrase in text
+    assert [a.get("id") for t, a in p.tags if t == "h2" or a.get("id") == "verdict"][:4] == [None, None, "verdict", None]
+
+
+def test_verdict_says_it_depends(run_dir):
+    md = (run_dir / "report.md").read_text()
+    verdict = md.split("## Verdict")[1].split("## Settings")[0]
+    assert "- **Fastest overall:** no clear winner: jax at 0.97" in verdict  # the CIs of jax and torch overlap
+    assert "- **Fastest training:** jax at 1.00 of the best" in verdict
+    assert "- **Fastest start-up:** torch" in verdict
+    assert "| jax | 0.97 | 0.90–1.00 | 6 | 4 | 1 | 1 |" in verdict
+    assert "| torch | 16 | 7,898 | 7,831–8,117 | 0.98 | tied |" in md  # torch vs jax at b=16: not significant
+
+
+def test_differing_settings_ignore_versions_and_framework_specific_keys():
+    groups = {g.title: g for g in collect_groups(RunDir(FIXTURE).records())}
+    diff = differing_settings(groups["lenet5 · train (sgd) · cpu · fp32 · 2 threads"])
+    assert sorted(diff) == ["compile", "data_layout", "interop_threads"]
+    assert diff["interop_threads"] == {"tensorflow": "2", "torch": "1"}  # jax does not report it
+
+
+def test_bench_report_cli_and_errors(tmp_path):
+    from click.testing import CliRunner
+
+    run = tmp_path / "r"
+    shutil.copytree(FIXTURE, run)
+    res = CliRunner().invoke(main, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    assert "report.html" in res.output and (run / "plots" / "first-step.png").exists()
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "nope")])
+    assert res.exit_code == 2
+
+
+def test_stale_plots_are_removed(tmp_path):
+    run = tmp_path / "r"
+    shutil.copytree(FIXTURE, run)
+    (run / "plots").mkdir()
+    (run / "plots" / "throughput-old.png").write_bytes(b"x")
+    write_reports(run)
+    assert not (run / "plots" / "throughput-old.png").exists()
