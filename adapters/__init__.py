@@ -24,3 +24,7 @@ JAX = AdapterInfo(
     name="jax", framework="jax", target="adapters.jax_adapter:JaxAdapter",
     requires=("jax", "flax", "optax"), distributions=("jax", "jaxlib", "flax", "optax"),
     summary="Flax linen modules, Optax, train and infer steps each one jax.jit")
+NUMPY = AdapterInfo(
+    name="numpy", framework="numpy", target="adapters.numpy_adapter:NumpyAdapter",
+    requires=("numpy",), summary="NumPy reference (inference only): the oracle of `bench validate`",
+    reference=True)

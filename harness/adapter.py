@@ -36,6 +36,8 @@ class AdapterInfo:
     distributions: tuple[str, ...] = ()  # distributions whose versions the manifest reports
     summary: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # passed to the Adapter constructor
+    # A reference implementation (the NumPy oracle): validated against, never timed in "all" suites.
+    reference: bool = False
 
     def missing(self) -> list[str]:
         """Import names that are not installed (checked without importing them)."""

@@ -19,6 +19,7 @@ from .optimizers import OPTIMIZERS
 from .results import ResultsError, RunDir
 from .runner import pending_cases, plan_for_meta, run_cases
 from .suites import Overrides, SuiteError, available_suites, expand, find_suite, load_suite
+from .validate import validation_lookup
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -119,7 +120,7 @@ def summary_table(records: list[dict[str, Any]]) -> Table:
 
 
 def execute(suite: Any, cases: list[Case], out: Path, registry: dict[str, AdapterInfo], argv: list[str],
-            show_progress: bool = True) -> tuple[RunDir, Any]:
+            show_progress: bool = True, gate: dict[str, dict] | None = None) -> tuple[RunDir, Any]:
     """Create the run directory, run every case, write run.json and the reports."""
     from .report import write_reports
 
@@ -136,20 +137,21 @@ def execute(suite: Any, cases: list[Case], out: Path, registry: dict[str, Adapte
         import shutil
         shutil.rmtree(run.path, ignore_errors=True)
         raise BenchError(f"cannot write {run.path / 'run.json'}: {e.strerror}; choose a writable --out") from None
-    summary = _run_with_progress(cases, run, registry, show_progress)
+    summary = _run_with_progress(cases, run, registry, show_progress, validation_lookup(out, registry, gate))
     meta.update(finished=time.time(), interrupted=summary.interrupted)
     run.write_meta(meta)
     write_reports(run.path)
     return run, summary
 
 
-def _run_with_progress(cases: list[Case], run: RunDir, registry: dict[str, AdapterInfo], show_progress: bool) -> Any:
+def _run_with_progress(cases: list[Case], run: RunDir, registry: dict[str, AdapterInfo], show_progress: bool,
+                       validation: Any = None) -> Any:
     if not show_progress:
-        return run_cases(cases, run, registry)
+        return run_cases(cases, run, registry, validation=validation)
     columns = (TextColumn("case"), MofNCompleteColumn(), BarColumn(bar_width=20), TimeElapsedColumn(),
                TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=True) as p:
-        return run_cases(cases, run, registry, RichProgress(p))
+        return run_cases(cases, run, registry, RichProgress(p), validation=validation)
 
 
 def resume(run_path: Path, registry: dict[str, AdapterInfo], argv: list[str],
@@ -171,7 +173,7 @@ def resume(run_path: Path, registry: dict[str, AdapterInfo], argv: list[str],
     if repaired:
         err_console.print(f"[yellow]repaired:[/] {repaired}", soft_wrap=True)
     console.print(f"resuming {run.path}: {planned - len(cases)} of {planned} cases recorded, {len(cases)} to run")
-    summary = _run_with_progress(cases, run, registry, show_progress)
+    summary = _run_with_progress(cases, run, registry, show_progress, validation_lookup(run.path.parent, registry))
     meta.update(finished=time.time(), interrupted=summary.interrupted)
     run.write_meta(meta)
     run.unlock()
@@ -209,8 +211,11 @@ def _check_resume_alone(suite: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="List the cases in run order; run nothing.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue the interrupted run in this directory: keep its records, run the rest.")
+@click.option("--validate", "validate_first", is_flag=True,
+              help="Check each adapter's float32 forward against the NumPy reference first; time only those that pass.")
 def run(suite: str | None, frameworks: str | None, models: str | None, modes: str | None, batch_sizes: str | None,
-        device: str | None, threads: int | None, out: Path, dry_run: bool, resume_dir: Path | None) -> None:
+        device: str | None, threads: int | None, out: Path, dry_run: bool, resume_dir: Path | None,
+        validate_first: bool) -> None:
     """Run SUITE (a name in suites/ or a path to a .toml file; default: quick)."""
     registry = discover()
     t0 = time.perf_counter()
@@ -226,7 +231,16 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                 console.print(f"{i:4d}  {c.label()}")
             console.print(f"{len(cases)} cases from {suite_obj.path}")
             return
-        run_dir, summary = execute(suite_obj, cases, out, registry, sys.argv)
+        gate = None
+        if validate_first:
+            from .validate import forward_gate
+            console.print("checking the float32 forward of each adapter against the NumPy reference ...")
+            gate = forward_gate(cases, registry)
+            for key, v in sorted(gate.items()):
+                if v["status"] == "failed":
+                    err_console.print(f"[red]{key.rsplit('/', 1)[0]} failed validation[/] ({v['failed_check']}); "
+                                      "its cases are not timed", soft_wrap=True)
+        run_dir, summary = execute(suite_obj, cases, out, registry, sys.argv, gate=gate)
         records, total = summary.records, len(cases)
     if summary.orphans_killed:
         err_console.print(f"killed {len(summary.orphans_killed)} process(es) left behind by an interrupted run")
@@ -240,6 +254,47 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
         sys.exit(130)
     if bad:
         err_console.print(f"[red]{len(bad)} case(s) failed or timed out[/]; reasons in {run_dir.path / 'report.md'}")
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--models", help="Comma-separated models (default: all).")
+@click.option("--frameworks", help="Comma-separated adapters (default: every installed framework and numpy).")
+@click.option("--optimizers", help="Comma-separated optimizers for the 3-step check (default: all six).")
+@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path),
+              help="Write weights.npz, inputs.npz and <framework>.npz per model here, and curves.png.")
+@click.option("--tiny", is_flag=True, help="Tiny model sizes (seconds) instead of the spec's defaults.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True,
+              help="Directory whose .validation.json remembers the outcome for `bench run`.")
+def validate(models: str | None, frameworks: str | None, optimizers: str | None, artifacts: Path | None,
+             tiny: bool, out: Path) -> None:
+    """Check that every framework computes the same numbers (SPEC section 6); exit 1 on any failure."""
+    from .validate import CACHE_FILE, ValidateError, describe_failure, validate as validate_fn, write_cache
+    from .validate_report import WIDTH, curve_table, matrix_table, plot_curves
+
+    registry = discover()
+    t0 = time.perf_counter()
+    try:
+        result = validate_fn(registry=registry, models=_csv(models), frameworks=_csv(frameworks),
+                             optimizers=_csv(optimizers), artifacts=artifacts, tiny=tiny)
+    except (ValidateError, SpecError) as e:
+        raise BenchError(str(e)) from None
+    except OSError as e:
+        raise BenchError(f"cannot write the validation files: {e}") from None
+    for fw, why in result.skipped.items():
+        err_console.print(f"[yellow]skipped {fw}[/]: {why}")
+    wide = Console(highlight=False, width=max(console.width, WIDTH))  # the matrix is wider than a pipe's 80
+    wide.print(matrix_table(result))
+    if result.curves:
+        wide.print(curve_table(result))
+    if artifacts and plot_curves(result, artifacts / "curves.png"):
+        console.print(f"artifacts and curves.png in {artifacts}")
+    write_cache(out / CACHE_FILE, result, registry, "tiny" if tiny else "default")
+    console.print(f"{'passed' if result.passed else 'FAILED'} in {time.perf_counter() - t0:.0f} s")
+    if not result.passed:
+        for c in result.checks:
+            if not c.passed:
+                err_console.print(f"[red]{c.model} {c.framework}[/] {describe_failure(c)}", soft_wrap=True)
         sys.exit(1)
 
 

@@ -218,9 +218,12 @@ class RunSummary:
 
 
 def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo],
-              progress: Progress | None = None, worker: Callable[..., dict[str, Any]] = run_worker) -> RunSummary:
+              progress: Progress | None = None, worker: Callable[..., dict[str, Any]] = run_worker,
+              validation: Callable[[Case], dict[str, Any] | None] | None = None) -> RunSummary:
     """Run every case in order, appending each record to the run as soon as it exists.
 
+    `validation(case)` gives the record's `validated` entry (harness.validate); a failed entry of the
+    `bench run --validate` forward check ("check": "fp32 forward") makes the case a failed record, untimed.
     Holds the run's lock throughout; Ctrl-C, SIGTERM or SIGHUP stop it after killing the running worker.
     """
     progress = progress or _Quiet()
@@ -233,6 +236,7 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
             for i, case in enumerate(cases, 1):
                 progress.started(i, total, case)
                 info = frameworks.get(case.framework)
+                validated = validation(case) if validation else None
                 if info is None:
                     rec = _record(case, "skipped", f"no adapter named {case.framework!r} is registered",
                                   time.time())
@@ -240,8 +244,13 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
                     rec = _record(case, "skipped", f"{', '.join(missing[case.framework])} not installed; install "
                                   f"it (e.g. pip install 'xfbench[{info.framework}]') to measure {case.framework}",
                                   time.time())
+                elif validated and validated.get("check") == "fp32 forward" and validated["status"] == "failed":
+                    rec = _record(case, "failed", f"not timed: validation failed, {validated.get('failed_check')}",
+                                  time.time())
                 else:
                     rec = worker(case, run.path / "work", run.path / "logs")
+                if validated:
+                    rec["validated"] = validated
                 run.append(rec)
                 summary.records.append(rec)
                 progress.finished(i, total, case, rec)

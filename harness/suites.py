@@ -206,7 +206,7 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
     shared machine spreads over all frameworks alike.
     """
     cpus = cpus or len(os.sched_getaffinity(0))
-    base = [n for n, info in frameworks.items() if n == info.framework]
+    base = [n for n, info in frameworks.items() if n == info.framework and not getattr(info, "reference", False)]
     rounds: dict[int, list[Case]] = {}
     seen_models: set[str] = set()
     for entry in suite.entries:

@@ -1,0 +1,342 @@
+"""`bench validate` (SPEC section 6): every framework against every other and the NumPy reference.
+
+The parent writes a seeded canonical weight set and inputs per model, runs one worker process per
+adapter (harness.validate_worker; this module never imports a framework) and compares the `.npz` files
+the workers leave behind. Errors are **max-abs-relative**: max |a - b| / max |b|; between two frameworks
+neither is the truth, so a pair's error is the larger of both directions, max |a - b| / min(max |a|, max |b|).
+Optimizer steps compare the updates (weights after 3 steps minus the canonical weights), not the weights,
+which would hide an error in a small update.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .adapter import AdapterInfo
+from .models import MODELS, build_spec
+from .optimizers import OPTIMIZERS
+from .results import write_json_atomic
+from .weights import init_weights, load_npz, make_inputs, save_npz
+
+# Tolerances (SPEC section 6). float32 forward; float64 gradients, 3-step updates and loss curves.
+FORWARD_TOL = 1e-5
+FP64_TOL = 1e-9
+CURVE_TOL = 1e-9
+CURVE_STEPS = 20
+CURVE_BATCHES = 4  # the curve's steps cycle through this many fixed batches
+CACHE_FILE = ".validation.json"
+# Small enough for tests on two cores; AlexNet at 96 px flattens a 2x2 map, so fc6's (C, H, W) order counts.
+TINY_SIZES: dict[str, dict[str, Any]] = {
+    "lenet5": {}, "lenet5-classic": {},
+    "alexnet": {"image_size": 96, "width": 0.125, "classes": 10},
+    "lstm": {"vocab": 50, "embed": 8, "hidden": 4, "layers": 2, "seq_len": 5},
+    "gru": {"vocab": 50, "embed": 8, "hidden": 4, "layers": 2, "seq_len": 5},
+}
+
+
+class ValidateError(ValueError):
+    """An input to `bench validate` that cannot be honoured (unknown model, framework or optimizer)."""
+
+
+def max_abs_rel(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max |b|; 0 where both are exactly equal (also where both are zero)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return 0.0 if diff == 0 else diff / max(float(np.max(np.abs(b))), 1e-300)
+
+
+def pair_error(a: np.ndarray, b: np.ndarray) -> float:
+    return max(max_abs_rel(a, b), max_abs_rel(b, a))
+
+
+@dataclass(frozen=True)
+class Check:
+    model: str
+    framework: str
+    check: str  # "logits", "loss", "grad", "step.<optimizer>", "curve.<optimizer>", "run"
+    error: float | None  # largest error against any other framework; None: the worker failed
+    tolerance: float
+    against: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.error is not None and self.error <= self.tolerance
+
+
+@dataclass
+class Validation:
+    checks: list[Check] = field(default_factory=list)
+    curves: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (model, opt, fw) -> losses
+    frameworks: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # adapter -> why it did not run
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def outcome(self, framework: str, model: str) -> dict[str, Any]:
+        """The `validated` entry of (framework, model): status, against, and the first failing check."""
+        mine = [c for c in self.checks if c.framework == framework and c.model == model]
+        bad = [c for c in mine if not c.passed]
+        against = sorted({g for c in mine for g in c.against})
+        out: dict[str, Any] = {"status": "failed" if bad else "passed",
+                               "against": "numpy" if "numpy" in against else ", ".join(against)}
+        if bad:
+            out["failed_check"] = describe_failure(bad[0])
+        return out
+
+
+def describe_failure(c: Check) -> str:
+    if c.error is None:
+        return f"{c.check}: {c.reason}"
+    return f"{c.check}: max-abs-relative {c.error:.2e} > {c.tolerance:.0e} (vs {', '.join(c.against)})"
+
+
+def default_frameworks(registry: dict[str, AdapterInfo]) -> list[str]:
+    """Installed base frameworks (no variants), plus the reference adapter(s)."""
+    return [n for n, i in registry.items() if n == i.framework and not i.missing()]
+
+
+def prepare(folder: Path, model: str, params: dict[str, Any], *, batch_size: int, seed: int,
+            curve_steps: int) -> dict[str, Any]:
+    """Write the canonical `weights.npz` and `inputs.npz` of one model.
+
+    inputs.npz: `x`, `y` (the batch of every check) and `curve.x`, `curve.y` (CURVE_BATCHES fixed batches,
+    stacked on a leading axis; curve step i trains on batch i % CURVE_BATCHES).
+    """
+    spec = build_spec(model, **params)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_npz(folder / "weights.npz", init_weights(spec, seed))
+    x, y = make_inputs(spec, batch_size, seed + 1)
+    inputs = {"x": x, "y": y}
+    if curve_steps:
+        fixed = [make_inputs(spec, batch_size, seed + 100 + i) for i in range(CURVE_BATCHES)]
+        inputs["curve.x"], inputs["curve.y"] = np.stack([b[0] for b in fixed]), np.stack([b[1] for b in fixed])
+    save_npz(folder / "inputs.npz", inputs)
+    return {"dir": str(folder), "params": params}
+
+
+def run_worker(info: AdapterInfo, job: dict[str, Any], workdir: Path, timeout_s: float) -> str | None:
+    """Run the validation worker of one adapter; None, or why it produced nothing."""
+    from dataclasses import asdict
+
+    from .runner import worker_env
+
+    adapter = info.name
+    path = workdir / f"job-{adapter}.json"
+    path.write_text(json.dumps({**job, "adapter": adapter, "info": asdict(info)}))
+    log = workdir / f"{adapter}.log"
+    with open(log, "wb") as f:
+        try:
+            proc = subprocess.run([sys.executable, "-m", "harness.validate_worker", str(path)],
+                                  stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                  env=worker_env(), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return f"worker passed {timeout_s:g} s"
+    if proc.returncode:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        return f"worker exited with code {proc.returncode}: {tail[0][:200]}"
+    return None
+
+
+def compare(model: str, folder: Path, frameworks: list[str], optimizers: list[str],
+            registry: dict[str, AdapterInfo], worker_errors: dict[str, str],
+            reference_only: bool = False) -> tuple[list[Check], dict]:
+    """Every check of every framework of one model from the files in `folder`.
+
+    `reference_only`: compare each framework with the reference adapter(s) only, not with each other.
+    """
+    with contextlib.ExitStack() as files:
+        return _compare(model, folder, frameworks, optimizers, registry, worker_errors, reference_only, files)
+
+
+def _compare(model: str, folder: Path, frameworks: list[str], optimizers: list[str],
+             registry: dict[str, AdapterInfo], worker_errors: dict[str, str], reference_only: bool,
+             files: contextlib.ExitStack) -> tuple[list[Check], dict]:
+    weights = load_npz(folder / "weights.npz")
+    data: dict[str, Any] = {}  # adapter -> its open .npz, read one array at a time (AlexNet's are GBs)
+    errors: dict[str, str] = {}
+    for fw in frameworks:
+        status_file = folder / f"{fw}.json"
+        status = json.loads(status_file.read_text()) if status_file.exists() else {"error": worker_errors.get(fw)}
+        if status.get("error") or not (folder / f"{fw}.npz").exists():
+            errors[fw] = status.get("error") or worker_errors.get(fw) or "the worker wrote no results"
+        else:
+            data[fw] = files.enter_context(np.load(folder / f"{fw}.npz", allow_pickle=False))
+    names: list[tuple[str, float]] = [("logits", FORWARD_TOL), ("loss", FORWARD_TOL)]
+    trainable = [fw for fw in frameworks if not registry[fw].reference]
+    if any(f"grad.{next(iter(weights))}" in d for d in data.values()):
+        names += [("grad", FP64_TOL)] + [(f"step.{o}", FP64_TOL) for o in optimizers]
+        names += [(k, CURVE_TOL) for k in sorted({k for d in data.values() for k in d if k.startswith("curve.")})]
+    worst: dict[tuple[str, str], tuple[float, set[str]]] = {}
+    for a, b in combinations(sorted(data), 2):
+        if reference_only and not (registry[a].reference or registry[b].reference):
+            continue
+        for check, _ in names:
+            err = _pair_check(check, data[a], data[b], weights)
+            if err is None:
+                continue
+            for me, other in ((a, b), (b, a)):
+                e, against = worst.get((me, check), (0.0, set()))
+                worst[(me, check)] = (max(e, err), against | {other})
+    out: list[Check] = []
+    for fw in frameworks:
+        applies = [(c, t) for c, t in names if c in ("logits", "loss") or fw in trainable]
+        if fw in errors:
+            out.append(Check(model, fw, "run", None, 0.0, reason=errors[fw]))
+            continue
+        for check, tol in applies:
+            if (fw, check) in worst:
+                e, against = worst[(fw, check)]
+                out.append(Check(model, fw, check, e, tol, tuple(sorted(against))))
+    curves = {(model, k.removeprefix("curve."), fw): d[k] for fw, d in data.items() for k in d.files
+              if k.startswith("curve.")}
+    return out, curves
+
+
+def _pair_check(check: str, a: dict, b: dict, w0: dict) -> float | None:
+    if check in ("logits", "loss") or check.startswith("curve."):
+        return pair_error(a[check], b[check]) if check in a and check in b else None
+    prefix = "grad." if check == "grad" else f"{check}."
+    keys = [k for k in a if k.startswith(prefix)]
+    if not keys or not all(k in b for k in keys):
+        return None
+    if check == "grad":
+        return max(pair_error(a[k], b[k]) for k in keys)
+    return max(pair_error(a[k] - w0[k.removeprefix(prefix)], b[k] - w0[k.removeprefix(prefix)]) for k in keys)
+
+
+def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = None,
+             frameworks: list[str] | None = None, optimizers: list[str] | None = None,
+             artifacts: Path | None = None, tiny: bool = False, checks: str = "full",
+             model_params: dict[str, dict[str, Any]] | None = None, batch_size: int = 2, seed: int = 0,
+             curve_steps: int = CURVE_STEPS, threads: int = 1, timeout_s: float = 3600.0) -> Validation:
+    """Run the validation matrix; `checks="forward"` runs only the float32 forward check."""
+    models = models or [m for m in MODELS]
+    frameworks = frameworks or default_frameworks(registry)
+    optimizers = optimizers or list(OPTIMIZERS)
+    for m in models:
+        if m not in MODELS:
+            raise ValidateError(f"unknown model {m!r}; choose one of {', '.join(MODELS)}")
+    for fw in frameworks:
+        if fw not in registry:
+            raise ValidateError(f"unknown framework {fw!r}; registered: {', '.join(registry)}")
+    for o in optimizers:
+        if o not in OPTIMIZERS:
+            raise ValidateError(f"unknown optimizer {o!r}; choose one of {', '.join(OPTIMIZERS)}")
+    result = Validation()
+    result.skipped = {fw: f"{', '.join(registry[fw].missing())} not installed"
+                      for fw in frameworks if registry[fw].missing()}
+    result.frameworks = [fw for fw in frameworks if fw not in result.skipped]
+    if checks == "forward":
+        curve_steps = 0
+    with tempfile.TemporaryDirectory(prefix="xfbench-validate-") as tmp:
+        root = Path(artifacts) if artifacts else Path(tmp)
+        entries = {}
+        for m in models:
+            params = dict(model_params[m]) if model_params and m in model_params else \
+                dict(TINY_SIZES[m] if tiny else {})
+            if "dropout" in MODELS[m].defaults:
+                params["dropout"] = 0.0  # dropout draws differ between frameworks
+            entries[m] = prepare(root / m, m, params, batch_size=batch_size, seed=seed, curve_steps=curve_steps)
+        job = {"models": entries, "checks": checks, "optimizers": optimizers, "curve_steps": curve_steps,
+               "threads": threads}
+        worker_errors = {}
+        for fw in result.frameworks:
+            err = run_worker(registry[fw], job, Path(tmp), timeout_s)
+            if err:
+                worker_errors[fw] = err
+        for m in models:
+            found, curves = compare(m, root / m, result.frameworks, optimizers, registry, worker_errors,
+                                    reference_only=checks == "forward")
+            result.checks += found
+            result.curves.update(curves)
+        if artifacts:  # the per-adapter status files are for the parent, not for re-checkers
+            for m in models:
+                for fw in result.frameworks:
+                    (root / m / f"{fw}.json").unlink(missing_ok=True)
+    return result
+
+
+def cache_key(framework: str, model: str) -> str:
+    return f"{framework}/{model}"
+
+
+def write_cache(path: Path, result: Validation, registry: dict[str, AdapterInfo], sizes: str) -> None:
+    """Remember each (framework, model) outcome with the versions it held for; `bench run` reads it."""
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
+    for fw in result.frameworks:
+        for model in sorted({c.model for c in result.checks if c.framework == fw}):
+            entry = result.outcome(fw, model)
+            if registry[fw].reference:
+                entry = {"status": "reference"}
+            cache[cache_key(fw, model)] = {**entry, "versions": registry[fw].versions(), "sizes": sizes,
+                                           "when": time.time()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, cache)
+
+
+def certified(cache_path: Path, registry: dict[str, AdapterInfo]) -> dict[str, dict[str, Any]]:
+    """Cached outcomes that still hold here: same adapter distributions at the same versions."""
+    try:
+        cache = json.loads(Path(cache_path).read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for key, entry in cache.items() if isinstance(cache, dict) else ():
+        fw = key.partition("/")[0]
+        if fw in registry and isinstance(entry, dict) and entry.get("versions") == registry[fw].versions():
+            out[key] = {k: entry[k] for k in ("status", "against", "failed_check", "sizes") if k in entry}
+    return out
+
+
+def forward_gate(cases: list[Any], registry: dict[str, AdapterInfo], threads: int = 1) -> dict[str, dict]:
+    """`bench run --validate`: the float32 forward check of every (framework, model, params) against NumPy.
+
+    Returns, per `gate_key(case)`, the `validated` entry to record (status passed or failed).
+    """
+    groups: dict[tuple[str, str], set[str]] = {}  # (model, params as JSON) -> adapters
+    for c in cases:
+        info = registry.get(c.framework)
+        if info is not None and not info.reference and not info.missing():
+            groups.setdefault((c.model, json.dumps(c.model_params, sort_keys=True)), set()).add(c.framework)
+    out: dict[str, dict] = {}
+    for (model, params), fws in groups.items():
+        result = validate(registry=registry, models=[model], frameworks=["numpy", *sorted(fws)],
+                          checks="forward", model_params={model: json.loads(params)}, threads=threads)
+        for fw in fws:
+            out[f"{fw}/{model}/{params}"] = {**result.outcome(fw, model), "check": "fp32 forward"}
+    return out
+
+
+def gate_key(case: Any) -> str:
+    return f"{case.framework}/{case.model}/{json.dumps(case.model_params, sort_keys=True)}"
+
+
+def validation_lookup(out: Path, registry: dict[str, AdapterInfo], gate: dict[str, dict] | None = None) -> Any:
+    """case -> its `validated` entry: the --validate forward check, else `bench validate`'s cache in OUT."""
+    cache = certified(out / CACHE_FILE, registry)
+
+    def lookup(case: Any) -> dict[str, Any] | None:
+        info = registry.get(case.framework)
+        if gate and gate_key(case) in gate:
+            return gate[gate_key(case)]
+        if info is not None and info.reference:
+            return {"status": "reference"}
+        return cache.get(cache_key(case.framework, case.model))
+    return lookup

@@ -1,0 +1,153 @@
+"""`bench validate`, `bench run --validate` and the certification cache, with real workers at tiny sizes."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from harness.adapter import AdapterInfo, discover
+from harness.case import Case, MeasureConfig
+from harness.results import RunDir
+from harness.runner import run_cases
+from harness.suites import expand, load_suite
+from harness.validate import (CACHE_FILE, Check, Validation, certified, forward_gate, gate_key, max_abs_rel,
+                              validate, validation_lookup, write_cache)
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The installed adapters plus two broken ones, importable by the validation workers."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    reg = dict(discover())
+    reg["torch-damped"] = AdapterInfo("torch-damped", "torch", "broken_adapters:DampenedMomentum", ("torch",))
+    reg["torch-gates"] = AdapterInfo("torch-gates", "torch", "broken_adapters:SwappedGruGates", ("torch",))
+    return reg
+
+
+def test_artifacts_recheck_with_plain_numpy(registry, tmp_path):
+    result = validate(registry=registry, models=["gru"], frameworks=["torch", "numpy"], optimizers=["sgd"],
+                      artifacts=tmp_path, tiny=True, curve_steps=0)
+    assert result.passed, [c for c in result.checks if not c.passed]
+    folder = tmp_path / "gru"
+    assert sorted(p.name for p in folder.iterdir()) == ["inputs.npz", "numpy.npz", "torch.npz", "weights.npz"]
+    w, inp, t = np.load(folder / "weights.npz"), np.load(folder / "inputs.npz"), np.load(folder / "torch.npz")
+    # A GRU language model in a few lines of NumPy (reset-after, gates r, z, n), from the artifacts alone.
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    h_seq = w["embed.weight"][inp["x"]].astype(np.float64)
+    for layer in range(2):
+        W, U, b, bhn = (w[f"gru{layer}.{k}"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hn"))
+        h, out = np.zeros((len(h_seq), U.shape[1])), []
+        for step in range(h_seq.shape[1]):
+            (xr, xz, xn), (hr, hz, hn) = np.split(h_seq[:, step] @ W.T + b, 3, 1), np.split(h @ U.T, 3, 1)
+            r, z = sig(xr + hr), sig(xz + hz)
+            h = (1 - z) * np.tanh(xn + r * (hn + bhn)) + z * h
+            out.append(h)
+        h_seq = np.stack(out, 1)
+    logits = h_seq @ w["out.weight"].T + w["out.bias"]
+    assert max_abs_rel(t["logits"], logits) <= 1e-5
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    picked = np.take_along_axis(p, inp["y"][..., None], -1)
+    assert abs(float(t["loss"]) + np.log(picked).mean()) <= 1e-5 * float(t["loss"])
+    onehot = np.eye(logits.shape[-1])[inp["y"]]
+    assert max_abs_rel(t["grad.out.bias"], (p - onehot).reshape(-1, p.shape[-1]).mean(0)) <= 1e-6
+    step = t["step.sgd.out.weight"]
+    assert step.dtype == np.float64 and step.shape == w["out.weight"].shape
+
+
+def test_dampened_momentum_fails_the_momentum_check_only(registry, tmp_path):
+    result = validate(registry=registry, models=["lenet5"], frameworks=["torch", "torch-damped", "numpy"],
+                      optimizers=["sgd", "momentum"], tiny=True, curve_steps=0)
+    failing = {(c.framework, c.check) for c in result.checks if not c.passed}
+    assert failing == {("torch", "step.momentum"), ("torch-damped", "step.momentum")}
+    assert not result.passed
+    outcome = result.outcome("torch-damped", "lenet5")
+    assert outcome["status"] == "failed" and outcome["failed_check"].startswith("step.momentum: max-abs-relative")
+
+
+def test_curves_are_recorded_and_equal(registry):
+    result = validate(registry=registry, models=["lenet5"], frameworks=["torch", "torch-damped"],
+                      optimizers=["sgd"], tiny=True, curve_steps=4)
+    assert result.passed
+    assert set(result.curves) == {("lenet5", o, f) for o in ("sgd", "adam") for f in ("torch", "torch-damped")}
+    assert len(result.curves[("lenet5", "adam", "torch")]) == 4
+
+
+def test_run_validate_refuses_to_time_a_failing_adapter(registry, tmp_path):
+    measure = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.001, min_samples=3, max_time_s=0.2)
+    cases = [Case(framework=fw, model="gru", mode="infer", batch_size=2, measure=measure,
+                  model_params={"vocab": 50, "embed": 8, "hidden": 4, "seq_len": 5})
+             for fw in ("torch", "torch-gates")]
+    gate = forward_gate(cases, registry)
+    assert gate[gate_key(cases[0])]["status"] == "passed"
+    bad = gate[gate_key(cases[1])]
+    assert bad["status"] == "failed" and bad["failed_check"].startswith("logits: max-abs-relative")
+    timed = []
+
+    def fake_worker(case, workdir, logdir):
+        timed.append(case.framework)
+        return {"schema": 1, "case_id": case.case_id, "case": case.to_dict(), "status": "skipped", "reason": "x",
+                "metrics": {}, "samples_s": [], "warnings": [], "manifest": {}, "started": 0, "finished": 0}
+
+    run = RunDir.create(tmp_path, "t")
+    lookup = validation_lookup(tmp_path, registry, gate)
+    summary = run_cases(cases, run, registry, worker=fake_worker, validation=lookup)
+    assert timed == ["torch"]
+    good, refused = summary.records
+    assert good["validated"]["status"] == "passed" and good["validated"]["against"] == "numpy"
+    assert refused["status"] == "failed" and refused["reason"].startswith("not timed: validation failed, logits:")
+
+
+def _validation(status_ok: bool) -> Validation:
+    err = 1e-7 if status_ok else 1e-2
+    return Validation(checks=[Check("lenet5", "torch", "logits", err, 1e-5, ("numpy",)),
+                              Check("lenet5", "numpy", "logits", err, 1e-5, ("torch",))],
+                      frameworks=["torch", "numpy"])
+
+
+def test_cache_certifies_only_the_same_versions(tmp_path):
+    reg = {"torch": AdapterInfo("torch", "torch", "x:Y", ("numpy",)),  # numpy: installed, has a version
+           "numpy": AdapterInfo("numpy", "numpy", "x:Y", ("numpy",), reference=True)}
+    write_cache(tmp_path / CACHE_FILE, _validation(True), reg, "tiny")
+    found = certified(tmp_path / CACHE_FILE, reg)
+    assert found["torch/lenet5"] == {"status": "passed", "against": "numpy", "sizes": "tiny"}
+    assert found["numpy/lenet5"]["status"] == "reference"
+    write_cache(tmp_path / CACHE_FILE, _validation(False), reg, "default")
+    entry = certified(tmp_path / CACHE_FILE, reg)["torch/lenet5"]
+    assert entry["status"] == "failed" and "1.00e-02 > 1e-05" in entry["failed_check"]
+    other = {**reg, "torch": AdapterInfo("torch", "torch", "x:Y", ("click",))}  # different distributions
+    assert "torch/lenet5" not in certified(tmp_path / CACHE_FILE, other)
+    lookup = validation_lookup(tmp_path, reg)
+    assert lookup(Case("torch", "lenet5", "infer", 1))["status"] == "failed"
+    assert lookup(Case("torch", "gru", "infer", 1)) is None
+
+
+def test_reference_adapter_is_not_part_of_all():
+    reg = {"torch": AdapterInfo("torch", "torch", "x:Y", ("torch",)),
+           "numpy": AdapterInfo("numpy", "numpy", "x:Y", ("numpy",), reference=True)}
+    cases = expand(load_suite("quick", reg), reg, cpus=2)
+    assert {c.framework for c in cases} == {"torch"}
+    assert discover()["numpy"].reference
+
+
+def test_cli_validate_prints_the_matrix_and_exits_1_on_failure(monkeypatch, tmp_path):
+    import harness.validate as v
+    monkeypatch.setattr(v, "validate", lambda **kw: _validation(False))
+    out = CliRunner().invoke(__import__("harness.cli", fromlist=["main"]).main,
+                             ["validate", "--tiny", "--out", str(tmp_path)])
+    assert out.exit_code == 1
+    assert "lenet5" in out.output and "FAIL" in out.output and "1.0e-02" in out.output
+    assert (tmp_path / CACHE_FILE).exists()
+    monkeypatch.setattr(v, "validate", lambda **kw: _validation(True))
+    out = CliRunner().invoke(__import__("harness.cli", fromlist=["main"]).main,
+                             ["validate", "--tiny", "--out", str(tmp_path)])
+    assert out.exit_code == 0 and "passed" in out.output
+
+
+def test_cli_validate_rejects_unknown_names(tmp_path):
+    from harness.cli import main
+    out = CliRunner().invoke(main, ["validate", "--models", "resnet", "--out", str(tmp_path)])
+    assert out.exit_code == 2 and "unknown model 'resnet'" in out.output
