@@ -5,7 +5,7 @@ import pytest
 
 from harness.conformance import *  # noqa: F401,F403  (the kit's checks and its pytest hook)
 from harness.conformance import (test_conformance_forward_agrees_with_reference, test_conformance_optimizer_steps,
-                                 test_conformance_sync_leaves_no_work, test_conformance_weight_round_trip)
+                                 test_conformance_weight_round_trip)
 
 _NEEDS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax", "numpy": "numpy"}
 ADAPTERS = [name for name, module in _NEEDS.items() if importlib.util.find_spec(module)]
@@ -39,16 +39,3 @@ def test_kit_catches_momentum_with_dampening():
                                                     r"lenet5: after step 2"):
         test_conformance_optimizer_steps(DampenedMomentum, "lenet5", "momentum")
     test_conformance_optimizer_steps(DampenedMomentum, "lenet5", "adam")  # the other optimizers are right
-
-
-def test_kit_catches_a_sync_that_waits_for_nothing():
-    """jax dispatches asynchronously: without block_until_ready, 20 queued steps still run after sync()."""
-    pytest.importorskip("flax")
-    from adapters.jax_adapter import JaxAdapter
-
-    class NoSync(JaxAdapter):
-        def sync(self):
-            pass
-
-    with pytest.raises(pytest.fail.Exception, match=r"conformance check 'sync' failed: train: .* ms of CPU ran"):
-        test_conformance_sync_leaves_no_work(NoSync, "train")
