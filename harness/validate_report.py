@@ -30,8 +30,9 @@ def _optimizer_order(check: str) -> int:
 def matrix_table(result: Validation) -> Table:
     """model x framework rows, one column per check: the largest error against any other framework."""
     cols = _columns(result)
-    t = Table(title="bench validate: largest max-abs-relative error against every other framework",
-              caption="pass: logits, loss <= 1e-5 (float32); grad, 3-step updates, curves <= 1e-9 (float64)")
+    t = Table(title="bench validate: largest error against every other framework",
+              caption="pass: logits, loss <= 1e-5 max-abs-relative (float32); grad, curves <= 1e-9 max-abs-relative,"
+                      " 3-step updates <= 1e-9 norm-relative per tensor (float64)")
     t.add_column("model")
     t.add_column("framework")
     for c in cols:

@@ -11,7 +11,7 @@ from harness.results import RunDir
 from harness.runner import run_cases
 from harness.suites import expand, load_suite
 from harness.validate import (CACHE_FILE, Check, Validation, certified, forward_gate, gate_key, max_abs_rel,
-                              validate, validation_lookup, write_cache)
+                              pair_norm_error, validate, validation_lookup, write_cache)
 
 TESTS = Path(__file__).parent
 
@@ -25,6 +25,18 @@ def registry(monkeypatch):
     reg["torch-damped"] = AdapterInfo("torch-damped", "torch", "broken_adapters:DampenedMomentum", ("torch",))
     reg["torch-gates"] = AdapterInfo("torch-gates", "torch", "broken_adapters:SwappedGruGates", ("torch",))
     return reg
+
+
+def test_update_error_is_norm_relative_so_one_rounded_element_passes_and_one_wrong_element_fails():
+    update = np.full(10_000, 1e-3)  # an Adam-like update: every element about lr in size
+    rounded = update.copy()
+    rounded[0] *= 1 + 1e-8  # one near-eps gradient element: float64 rounding amplified to 1e-8
+    assert max_abs_rel(rounded, update) == pytest.approx(1e-8)
+    assert pair_norm_error(rounded, update) == pytest.approx(1e-10)  # ||1e-11|| / ||1e-3 * 100||
+    wrong = update.copy()
+    wrong[0] = -1e-3  # one element stepping the wrong way
+    assert pair_norm_error(wrong, update) == pytest.approx(0.02)
+    assert pair_norm_error(update, update) == 0.0
 
 
 def test_artifacts_recheck_with_plain_numpy(registry, tmp_path):
@@ -65,7 +77,7 @@ def test_dampened_momentum_fails_the_momentum_check_only(registry, tmp_path):
     assert failing == {("torch", "step.momentum"), ("torch-damped", "step.momentum")}
     assert not result.passed
     outcome = result.outcome("torch-damped", "lenet5")
-    assert outcome["status"] == "failed" and outcome["failed_check"].startswith("step.momentum: max-abs-relative")
+    assert outcome["status"] == "failed" and outcome["failed_check"].startswith("step.momentum: norm-relative")
 
 
 def test_curves_are_recorded_and_equal(registry):
