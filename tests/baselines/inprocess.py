@@ -7,8 +7,9 @@ hides a 2% budget. This script removes that spread: in one process, pinned and c
   harness: harness.timing.step_timer(adapter.train_step, adapter.sync)  (what `bench run` times), and
   hand:    the step a framework tutorial writes, on the same model, optimizer and batch, then the same sync
 
-in ABBA order for --pairs pairs (neither always first), and prints the median per-step time of each and the median of the paired ratios
-hand / harness with its bootstrap 95% CI (>= 0.98: the harness loses at most 2%).
+in ABBA order (neither always first) for --pairs pairs, and prints the median per-step time of each
+and the median of the paired ratios hand step time / harness step time (= harness speed / hand speed)
+with its bootstrap 95% CI (lower bound >= 0.98: the harness loses at most 2%).
 
     .venv/bin/python tests/baselines/inprocess.py torch --pairs 30
 
