@@ -101,9 +101,8 @@ def test_gpu_oom_at_one_batch_size_and_the_sweep_goes_on(faults_path, suite, tmp
     assert "1 case(s) failed or timed out" in p.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_or_sigterm_kills_the_worker_keeps_the_records_and_resume_finishes(
-        faults_path, suite, tmp_path, sig, reaper):
+def start_hanging_run(faults_path, suite, tmp_path, reaper):
+    """`bench run` whose batch-4 case hangs; returns once that worker and its child are up."""
     pids = tmp_path / "pids"
     parent = start_bench("run", str(suite), "--out", str(tmp_path / "out"),
                          environ=env(faults_path, "hang@4", XFBENCH_FAULT_PIDS=str(pids)))
@@ -111,6 +110,13 @@ def test_ctrl_c_or_sigterm_kills_the_worker_keeps_the_records_and_resume_finishe
     wait_for(lambda: pids.exists() and pids.read_text().endswith("\n"))
     worker, child = map(int, pids.read_text().split())
     (run,) = (tmp_path / "out").iterdir()
+    return parent, worker, child, run
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_kills_the_worker_keeps_the_records_and_resume_finishes(
+        faults_path, suite, tmp_path, sig, reaper):
+    parent, worker, child, run = start_hanging_run(faults_path, suite, tmp_path, reaper)
     before = lines(run)
     parent.send_signal(sig)
     out, err = parent.communicate(timeout=60)
@@ -136,13 +142,7 @@ def test_ctrl_c_or_sigterm_kills_the_worker_keeps_the_records_and_resume_finishe
 
 def test_sigkill_of_the_parent_takes_the_worker_along_and_resume_repairs_and_reaps(faults_path, suite, tmp_path,
                                                                                      reaper):
-    pids = tmp_path / "pids"
-    parent = start_bench("run", str(suite), "--out", str(tmp_path / "out"),
-                         environ=env(faults_path, "hang@4", XFBENCH_FAULT_PIDS=str(pids)))
-    reaper(parent)
-    wait_for(lambda: pids.exists() and pids.read_text().endswith("\n"))
-    worker, child = map(int, pids.read_text().split())
-    (run,) = (tmp_path / "out").iterdir()
+    parent, worker, child, run = start_hanging_run(faults_path, suite, tmp_path, reaper)
     parent.kill()  # SIGKILL: no handler runs, nothing is cleaned up by the parent
     parent.communicate(timeout=30)
     wait_for(lambda: not alive(worker), timeout=30)  # PR_SET_PDEATHSIG
