@@ -28,7 +28,13 @@ run: setup
 	$(BIN)/bench run $(SUITE)
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# The GPU check (tests/gpu/check.sh): run it on a machine with an NVIDIA GPU; elsewhere it exits 3.
+.PHONY: gpu-check
+gpu-check:
+	bash tests/gpu/check.sh $${OUT:-gpu-check-out}

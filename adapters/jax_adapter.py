@@ -21,9 +21,9 @@ except ImportError:  # pragma: no cover
         return True
 
 from harness.adapter import Adapter, Unsupported
-from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
+from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent, feature_shapes
 from harness.optimizers import OptimizerSpec
-from harness.weights import init_weights
+from harness.weights import check_weights, init_weights
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}
 _GATES = {"lstm": "ifgo", "gru": "rzn"}  # canonical gate order along the 4H / 3H axis
@@ -90,23 +90,13 @@ class _Net(nn.Module):
         return x
 
 
-# ---- canonical weights (PyTorch layout, SPEC section 2) <-> the Flax params tree ----
+# ---- canonical weights (PyTorch layout, docs/spec.md section 2) <-> the Flax params tree ----
 
 def _flatten_chw(spec: ModelSpec) -> tuple[int, int, int] | None:
     """(C, H, W) of the activation that the image model flattens."""
     if spec.kind != "image":
         return None
-    c, h, w = spec.input_shape
-    for layer in spec.layers:
-        if isinstance(layer, Conv):
-            c = layer.out_channels
-            h = (h + 2 * layer.padding - layer.kernel) // layer.stride + 1
-            w = (w + 2 * layer.padding - layer.kernel) // layer.stride + 1
-        elif isinstance(layer, Pool):
-            h, w = (h - layer.size) // layer.stride + 1, (w - layer.size) // layer.stride + 1
-        elif isinstance(layer, Flatten):
-            return c, h, w
-    return None
+    return next((chw for layer, chw, _ in feature_shapes(spec) if isinstance(layer, Flatten)), None)
 
 
 def _to_native(spec: ModelSpec, w: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -181,7 +171,7 @@ def _to_canonical(spec: ModelSpec, tree: dict[str, Any]) -> dict[str, np.ndarray
 
 
 def _optax(o: OptimizerSpec) -> optax.GradientTransformation:
-    """The canonical optimizer (torch.optim math) as Optax, with the settings of SPEC section 3."""
+    """The canonical optimizer (torch.optim math) as Optax, with the settings of docs/spec.md section 3."""
     p = o.params
     if o.name == "sgd":
         return optax.sgd(p["lr"])
@@ -298,12 +288,7 @@ class JaxAdapter(Adapter):
     # ---- canonical weights ----
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
         shapes = self.spec.weight_shapes()
-        if set(shapes) != set(weights):
-            raise ValueError(f"weight names differ: missing {sorted(set(shapes) - set(weights))}, "
-                             f"unexpected {sorted(set(weights) - set(shapes))}")
-        for name, shape in shapes.items():
-            if tuple(np.shape(weights[name])) != shape:
-                raise ValueError(f"{name}: canonical shape {shape}, got {np.shape(weights[name])}")
+        check_weights(weights, shapes, shapes)
         host = {k: np.asarray(v, dtype=self.param_dtype) for k, v in weights.items()}
         tree = _to_native(self.spec, host)
         native = jax.tree.map(lambda a: (a.shape, jnp.dtype(a.dtype)), tree)

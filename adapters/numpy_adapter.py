@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from harness.adapter import Adapter, Unsupported
 from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
 from harness.optimizers import OptimizerSpec
+from harness.weights import check_weights
 
 _DTYPES = {"fp32": np.float32, "fp64": np.float64}
 INFERENCE_ONLY = "the numpy reference adapter is inference-only"
@@ -103,12 +104,7 @@ class NumpyAdapter(Adapter):
         return sum(v.size for v in self.w.values())
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
-        if set(weights) != set(self.shapes):
-            raise ValueError(f"weight names differ: missing {sorted(set(self.shapes) - set(weights))}, "
-                             f"unexpected {sorted(set(weights) - set(self.shapes))}")
-        for name, shape in self.shapes.items():
-            if tuple(np.shape(weights[name])) != shape:
-                raise ValueError(f"{name}: canonical shape {np.shape(weights[name])}, model has {shape}")
+        check_weights(weights, self.shapes, self.shapes)
         self.w = {k: np.array(v, dtype=self.dtype) for k, v in weights.items()}
 
     def dump_weights(self) -> dict[str, np.ndarray]:

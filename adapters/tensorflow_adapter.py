@@ -16,6 +16,7 @@ from keras import layers, ops  # noqa: E402
 from harness.adapter import Adapter, Unsupported  # noqa: E402
 from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent  # noqa: E402
 from harness.optimizers import OptimizerSpec  # noqa: E402
+from harness.weights import check_weights  # noqa: E402
 
 # precision -> (Keras dtype policy, floatx); floatx sets the dtype of the optimizer's learning-rate variable.
 _POLICIES = {"fp32": ("float32", "float32"), "tf32": ("float32", "float32"),
@@ -77,7 +78,7 @@ def _keras_optimizer(o: OptimizerSpec) -> keras.optimizers.Optimizer:
 class _HoldRecurrentRZBias(keras.constraints.Constraint):
     """Keeps a Keras GRU bias (2, 3H) = [input; recurrent] at bias[1, :2H] = 0.
 
-    The recurrent z and r biases duplicate the input ones (SPEC section 2); the optimizer applies this
+    The recurrent z and r biases duplicate the input ones (docs/spec.md section 2); the optimizer applies this
     after every update, so no optimizer moves them, whatever its state holds.
     """
 
@@ -152,7 +153,7 @@ def _recurrent_slots(name: str, kl: layers.RNN) -> dict[str, _Slot]:
 # ---- the model: one small function per spec layer type, each returning Keras layers ----
 
 def _conv(layer: Conv) -> list[layers.Layer]:
-    # Explicit padding: Keras "same" pads asymmetrically where torch pads (p, p) (SPEC section 1.2).
+    # Explicit padding: Keras "same" pads asymmetrically where torch pads (p, p) (docs/spec.md section 1.2).
     pad = [layers.ZeroPadding2D(layer.padding)] if layer.padding else []
     return pad + [layers.Conv2D(layer.out_channels, layer.kernel, strides=layer.stride, padding="valid",
                                 activation=layer.activation, name=layer.name)]
@@ -278,9 +279,7 @@ class TensorFlowAdapter(Adapter):
 
     # ---- canonical weights ----
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
-        if set(self._slots) != set(weights):
-            raise ValueError(f"weight names differ: missing {sorted(set(self._slots) - set(weights))}, "
-                             f"unexpected {sorted(set(weights) - set(self._slots))}")
+        check_weights(weights, self._slots)
         # Parts of a variable no canonical tensor names (the GRU's recurrent r, z biases) stay zero.
         values = {id(v): np.zeros(v.shape, v.dtype) for v in self.variables}
         for name, slot in self._slots.items():

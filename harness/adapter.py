@@ -91,7 +91,7 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Load a canonical weight set (SPEC section 2) and reset the optimizer state."""
+        """Load a canonical weight set (docs/spec.md section 2) and reset the optimizer state."""
 
     @abc.abstractmethod
     def dump_weights(self) -> dict[str, np.ndarray]:

@@ -1,9 +1,9 @@
-"""A case: one fully specified measurement (SPEC section 5)."""
+"""A case: one fully specified measurement (docs/spec.md section 5)."""
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 MODES = ("train", "infer")
@@ -13,7 +13,7 @@ PRECISIONS = ("fp32", "fp64", "tf32", "bf16")
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """Knobs of the measurement protocol; defaults are SPEC section 5's."""
+    """Knobs of the measurement protocol; defaults are docs/spec.md section 5's."""
 
     warmup_steps: int = 3
     warmup_s: float = 1.0
@@ -50,18 +50,36 @@ class Case:
         d["measure"] = MeasureConfig(**d.get("measure", {}))
         return cls(**d)
 
-    def config_key(self) -> str:
-        """Identifies the configuration, the same for every repetition (process) of it."""
-        d = self.to_dict()
-        d.pop("process")
+    @property
+    def config_id(self) -> str:
+        """Identifies the configuration, the same for every repetition (process) of it.
+
+        A hash of the fields that differ from their defaults (nested ones too), `process` left out: a
+        new optional field re-keys no existing case, so `--resume` of an older run still matches.
+        """
+        d = _non_default(self)
+        d.pop("process", None)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def case_id(self) -> str:
-        return f"{self.config_key()}-p{self.process}"
+        return f"{self.config_id}-p{self.process}"
 
     def label(self) -> str:
         opt = f" {self.optimizer}" if self.mode == "train" else ""
         extra = "".join(f" {k}={v}" for k, v in self.model_params.items())
         return (f"{self.framework} {self.model}{extra} {self.mode}{opt} b={self.batch_size} "
                 f"{self.device} {self.precision} t={self.threads}")
+
+
+def _non_default(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, leaving out every field (recursively) that holds its default."""
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        if default is not MISSING and value == default:
+            continue
+        out[f.name] = _non_default(value) if is_dataclass(value) else value
+    return out

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from .adapter import Adapter, Unsupported, discover
-from .models import build_spec
+from .equivalence import FORWARD_TOL, max_abs_rel
+from .models import TINY_SIZES, build_spec
 from .optimizers import OPTIMIZERS, build_optimizer
-from .validate import FORWARD_TOL, TINY_SIZES, max_abs_rel
 from .weights import init_weights, make_inputs
 
 __all__ = ["pytest_generate_tests", "test_conformance_parameter_count", "test_conformance_output_shapes",
@@ -153,7 +153,7 @@ def test_conformance_gradients_agree_with_finite_differences(conformance_adapter
 
 
 def _numpy_update(name: str, p: dict[str, Any], w: np.ndarray, g: np.ndarray, s: dict[str, Any]) -> np.ndarray:
-    """One step of the canonical optimizer `name` (torch.optim math, SPEC section 3); `s` holds its state."""
+    """One step of the canonical optimizer `name` (torch.optim math, docs/spec.md section 3); `s` holds its state."""
     s["t"] = s.get("t", 0) + 1
     if name == "sgd":
         return w - p["lr"] * g

@@ -1,12 +1,14 @@
-"""Framework-neutral model specs (SPEC section 1): layers as data, counts derived analytically."""
+"""Framework-neutral model specs (docs/spec.md section 1): layers as data, counts derived analytically."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
+
+from .errors import XfbenchError
 
 
-class SpecError(ValueError):
+class SpecError(XfbenchError, ValueError):
     """A model name or hyper-parameter that the spec does not allow."""
 
 
@@ -81,7 +83,7 @@ class ModelSpec:
         return self.input_shape[0] if self.kind == "sequence" else None
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Canonical (PyTorch-layout) weight names and shapes, SPEC section 2."""
+        """Canonical (PyTorch-layout) weight names and shapes, docs/spec.md section 2."""
         return _walk(self)[0]
 
     def parameter_count(self) -> int:
@@ -100,9 +102,26 @@ class ModelSpec:
     def train_flops(self) -> int:
         return 3 * self.forward_flops()
 
-    def describe(self) -> str:
-        params = ", ".join(f"{k}={v}" for k, v in self.hparams.items())
-        return f"{self.name}({params})"
+
+def output_hw(layer: Conv | Pool, h: int, w: int) -> tuple[int, int]:
+    """Height and width after a conv (explicit symmetric padding) or a pool (no padding)."""
+    pad, k = (layer.padding, layer.kernel) if isinstance(layer, Conv) else (0, layer.size)
+    return (h + 2 * pad - k) // layer.stride + 1, (w + 2 * pad - k) // layer.stride + 1
+
+
+def feature_shapes(spec: ModelSpec) -> Iterator[tuple[Layer, tuple[int, int, int], tuple[int, int, int]]]:
+    """For each layer of an image model up to its Flatten: (layer, (C, H, W) in, (C, H, W) out)."""
+    c, h, w = spec.input_shape
+    for layer in spec.layers:
+        if isinstance(layer, (Conv, Pool)):
+            oh, ow = output_hw(layer, h, w)
+            oc = layer.out_channels if isinstance(layer, Conv) else c
+            yield layer, (c, h, w), (oc, oh, ow)
+            c, h, w = oc, oh, ow
+        else:
+            yield layer, (c, h, w), (c, h, w)
+            if isinstance(layer, Flatten):
+                return
 
 
 def _walk(spec: ModelSpec) -> tuple[dict[str, tuple[int, ...]], int]:
@@ -110,26 +129,25 @@ def _walk(spec: ModelSpec) -> tuple[dict[str, tuple[int, ...]], int]:
     shapes: dict[str, tuple[int, ...]] = {}
     flops = 0
     if spec.kind == "image":
-        c, h, w = spec.input_shape
         flat: int | None = None
+        convs = {id(layer): (cin, cout) for layer, cin, cout in feature_shapes(spec)}
         for layer in spec.layers:
             if isinstance(layer, Conv):
-                h = (h + 2 * layer.padding - layer.kernel) // layer.stride + 1
-                w = (w + 2 * layer.padding - layer.kernel) // layer.stride + 1
-                shapes[f"{layer.name}.weight"] = (layer.out_channels, c, layer.kernel, layer.kernel)
-                shapes[f"{layer.name}.bias"] = (layer.out_channels,)
-                flops += 2 * c * layer.kernel * layer.kernel * layer.out_channels * h * w
-                c = layer.out_channels
+                (c, _, _), (oc, h, w) = convs[id(layer)]
+                shapes[f"{layer.name}.weight"] = (oc, c, layer.kernel, layer.kernel)
+                shapes[f"{layer.name}.bias"] = (oc,)
+                flops += 2 * c * layer.kernel * layer.kernel * oc * h * w
             elif isinstance(layer, Pool):
-                h = (h - layer.size) // layer.stride + 1
-                w = (w - layer.size) // layer.stride + 1
+                _, (_, h, w) = convs[id(layer)]
             elif isinstance(layer, Flatten):
+                _, (c, h, w) = convs[id(layer)]
                 flat = c * h * w
             elif isinstance(layer, Dense):
-                fan_in = flat if flat is not None else c * h * w
-                shapes[f"{layer.name}.weight"] = (layer.units, fan_in)
+                if flat is None:
+                    raise SpecError(f"{spec.name}: a dense layer before the Flatten")
+                shapes[f"{layer.name}.weight"] = (layer.units, flat)
                 shapes[f"{layer.name}.bias"] = (layer.units,)
-                flops += 2 * fan_in * layer.units
+                flops += 2 * flat * layer.units
                 flat = layer.units
             else:
                 raise SpecError(f"layer {layer!r} does not fit an image model")
@@ -231,6 +249,15 @@ MODELS: dict[str, ModelDef] = {
         ModelDef("gru", "2-layer GRU (reset-after) token language model, loss at every step",
                  dict(_TOKEN_DEFAULTS), {}, _recurrent("gru")),
     )
+}
+
+# Tiny hyper-parameters: every model in a fraction of a second, for tests, the conformance kit and
+# `bench validate --tiny`. AlexNet at 96 px flattens a 2x2 map, so fc6's (C, H, W) order is exercised.
+TINY_SIZES: dict[str, dict[str, Any]] = {
+    "lenet5": {}, "lenet5-classic": {},
+    "alexnet": {"image_size": 96, "width": 0.125, "classes": 10},
+    "lstm": {"vocab": 50, "embed": 8, "hidden": 4, "layers": 2, "seq_len": 5},
+    "gru": {"vocab": 50, "embed": 8, "hidden": 4, "layers": 2, "seq_len": 5},
 }
 
 # Upper bound on one model's parameters: refuses absurd sizes before anything is allocated.

@@ -1,4 +1,4 @@
-"""Canonical optimizers (SPEC section 3): the math of torch.optim, named hyper-parameters."""
+"""Canonical optimizers (docs/spec.md section 3): the math of torch.optim, named hyper-parameters."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,9 +11,6 @@ from .models import SpecError
 class OptimizerSpec:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.params.items()) + ")"
 
 
 # Constant learning rate, no weight decay, dampening 0 everywhere.

@@ -1,4 +1,4 @@
-"""Run directories (SPEC section 7): cases.jsonl appended one finished case at a time, run.json, loaders."""
+"""Run directories (docs/spec.md section 7): cases.jsonl appended one finished case at a time, run.json, loaders."""
 from __future__ import annotations
 
 import json
@@ -9,25 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "skipped", "failed", "timeout")
+from .case import Case
+from .records import SCHEMA_VERSION, NewerSchemaError, Record, ResultsError, RunMeta
+
+__all__ = ["CASES_FILE", "RUN_FILE", "SCHEMA_VERSION", "Record", "ResultsError", "RunDir", "RunMeta",
+           "flatten_record", "load_frame", "write_json_atomic"]
+
 CASES_FILE, RUN_FILE, LOCK_FILE = "cases.jsonl", "run.json", ".lock"
 TORN_FILE = "cases.jsonl.torn"  # torn tails cut off by `RunDir.repair`, kept for inspection
-
-# Keys every record carries, with their JSON types; `validate_record` checks them strictly.
-# Optional: "validated", the `bench validate` result for the case, e.g. {"status": "passed" | "failed" |
-# "reference" | ..., "against": "torch", ...}; the report shows "status (vs against)", or "not validated"
-# when the key is absent (harness/report.py `_validated`).
-_RECORD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "schema": int, "case_id": str, "case": dict, "status": str, "reason": (str, type(None)),
-    "metrics": dict, "samples_s": list, "warnings": list, "manifest": dict,
-    "started": (int, float), "finished": (int, float),
-}
-_OK_METRICS = ("samples_per_s", "samples_per_s_ci", "step_s", "first_step_s", "setup_s", "parameters")
-
-
-class ResultsError(ValueError):
-    """A results directory or record that cannot be read as this version's schema."""
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -39,43 +28,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def validate_record(rec: Any) -> dict[str, Any]:
-    """Return `rec` if it is a well-formed case record of this schema; raise ResultsError otherwise."""
-    if not isinstance(rec, dict):
-        raise ResultsError(f"a record must be a JSON object, got {type(rec).__name__}")
-    for key, typ in _RECORD_TYPES.items():
-        if key not in rec:
-            raise ResultsError(f"record lacks {key!r}")
-        if not isinstance(rec[key], typ) or isinstance(rec[key], bool):
-            raise ResultsError(f"record field {key!r} has the wrong type {type(rec[key]).__name__}")
-    if rec["schema"] != SCHEMA_VERSION:
-        raise ResultsError(f"record schema {rec['schema']}, expected {SCHEMA_VERSION}")
-    if rec["status"] not in STATUSES:
-        raise ResultsError(f"record status {rec['status']!r} is not one of {', '.join(STATUSES)}")
-    if rec["status"] == "ok":
-        missing = [k for k in _OK_METRICS if k not in rec["metrics"]]
-        if missing or not rec["samples_s"]:
-            raise ResultsError(f"an ok record lacks {', '.join(missing) or 'samples'}")
-        if not all(isinstance(v, (int, float)) and v > 0 for v in rec["samples_s"]):
-            raise ResultsError("sample times must be positive numbers")
-    elif not rec["reason"]:
-        raise ResultsError(f"a {rec['status']} record must say why")
-    return rec
-
-
-def migrate(rec: dict[str, Any]) -> dict[str, Any]:
-    """Bring a record from an older schema up to SCHEMA_VERSION (none older exists yet)."""
-    if not isinstance(rec, dict):
-        raise ResultsError(f"a record must be a JSON object, got {type(rec).__name__}")
-    version = rec.get("schema")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ResultsError("record has no schema version")
-    if version > SCHEMA_VERSION:
-        raise ResultsError(f"written by a newer xfbench (schema {version}, this one reads up to "
-                           f"{SCHEMA_VERSION}); upgrade xfbench to read it")
-    return rec
 
 
 @dataclass
@@ -108,9 +60,9 @@ class RunDir:
                 continue
         raise ResultsError(f"cannot create a run directory under {root}")
 
-    def append(self, rec: dict[str, Any]) -> None:
+    def append(self, rec: Record) -> None:
         """Append one record as one line with a single write (O_APPEND), then fsync."""
-        line = (json.dumps(validate_record(rec), allow_nan=True) + "\n").encode()
+        line = (json.dumps(rec.to_json(), allow_nan=False) + "\n").encode()
         fd = os.open(self.path / CASES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
@@ -118,7 +70,7 @@ class RunDir:
         finally:
             os.close(fd)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Record]:
         """Every complete record; a torn or garbled line is skipped and noted in `torn_lines`."""
         path = self.path / CASES_FILE
         self.torn_lines = []
@@ -128,10 +80,10 @@ class RunDir:
         with open(path, "rb") as f:
             for n, raw in enumerate(f, 1):
                 try:
-                    out.append(validate_record(migrate(json.loads(raw))))
-                except (ValueError, UnicodeDecodeError) as e:
-                    if isinstance(e, ResultsError) and "newer xfbench" in str(e):
-                        raise
+                    out.append(Record.from_json(json.loads(raw)))
+                except NewerSchemaError:
+                    raise
+                except (ValueError, UnicodeDecodeError):
                     self.torn_lines.append(n)
         return out
 
@@ -179,7 +131,7 @@ class RunDir:
         cut = data.rfind(b"\n") + 1
         tail, line = data[cut:], data.count(b"\n") + 1
         try:
-            validate_record(migrate(json.loads(tail)))
+            Record.from_json(json.loads(tail))
         except (ValueError, UnicodeDecodeError):
             with open(self.path / TORN_FILE, "ab") as f:
                 f.write(tail + b"\n")
@@ -195,47 +147,42 @@ class RunDir:
             os.fsync(f.fileno())
         return f"{CASES_FILE} line {line} lacked its final newline; added it"
 
-    def write_meta(self, meta: dict[str, Any]) -> None:
-        write_json_atomic(self.path / RUN_FILE, {"schema": SCHEMA_VERSION, **meta})
+    def write_meta(self, meta: RunMeta) -> None:
+        write_json_atomic(self.path / RUN_FILE, meta.to_json())
 
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> RunMeta:
         path = self.path / RUN_FILE
         if not path.exists():
             raise ResultsError(f"{self.path} has no {RUN_FILE}: not an xfbench run directory")
         try:
-            meta = json.loads(path.read_bytes())
+            data = json.loads(path.read_bytes())
         except (OSError, ValueError) as e:
             raise ResultsError(f"{path} cannot be read ({e}); it is not a run.json that xfbench wrote") from None
-        if not isinstance(meta, dict) or not isinstance(meta.get("schema", 0), int):
-            raise ResultsError(f"{path} is not a run.json that xfbench wrote (no integer schema)")
-        if meta.get("schema", 0) > SCHEMA_VERSION:
-            raise ResultsError(f"{path} was written by a newer xfbench (schema {meta['schema']}, this one reads "
-                               f"up to {SCHEMA_VERSION}); upgrade xfbench")
-        return meta
+        return RunMeta.from_json(data, where=str(path))
 
 
-def flatten_record(rec: dict[str, Any]) -> dict[str, Any]:
+def flatten_record(rec: Record) -> dict[str, Any]:
     """One row per record: the case's config, status, and the headline metrics."""
-    case, m = rec["case"], rec["metrics"]
-    step = m.get("step_s", {})
-    ci = m.get("samples_per_s_ci") or [None, None]
+    case, m = rec.case, rec.metrics
+    step = m.step_s or {}
+    lo, hi = m.samples_per_s_ci or (None, None)
     return {
-        "case_id": rec["case_id"], "config": rec["case_id"].rsplit("-p", 1)[0],
-        "framework": case["framework"], "model": case["model"], "mode": case["mode"],
-        "batch_size": case["batch_size"], "device": case["device"], "precision": case["precision"],
-        "threads": case["threads"], "optimizer": case["optimizer"] if case["mode"] == "train" else None,
-        "model_params": json.dumps(case["model_params"], sort_keys=True),
-        "process": case["process"], "status": rec["status"], "reason": rec["reason"],
-        "samples_per_s": m.get("samples_per_s"), "samples_per_s_ci_low": ci[0], "samples_per_s_ci_high": ci[1],
-        "tokens_per_s": m.get("tokens_per_s"),
+        "case_id": rec.case_id, "config": rec.config_id,
+        "framework": case.framework, "model": case.model, "mode": case.mode,
+        "batch_size": case.batch_size, "device": case.device, "precision": case.precision,
+        "threads": case.threads, "optimizer": case.optimizer if case.mode == "train" else None,
+        "model_params": json.dumps(case.model_params, sort_keys=True),
+        "process": case.process, "status": rec.status, "reason": rec.reason,
+        "samples_per_s": m.samples_per_s, "samples_per_s_ci_low": lo, "samples_per_s_ci_high": hi,
+        "tokens_per_s": m.tokens_per_s,
         "step_s_median": step.get("median"), "step_s_mean": step.get("mean"), "step_s_std": step.get("std"),
         "step_s_min": step.get("min"), "step_s_max": step.get("max"), "step_s_iqr": step.get("iqr"),
         "step_s_cv": step.get("cv"), "samples": step.get("n"),
-        "first_step_s": m.get("first_step_s"), "setup_s": m.get("setup_s"),
-        "peak_host_rss_bytes": m.get("peak_host_rss_bytes"),
-        "peak_device_memory_bytes": m.get("peak_device_memory_bytes"),
-        "parameters": m.get("parameters"), "achieved_flops_per_s": m.get("achieved_flops_per_s"),
-        "cpu_utilisation": m.get("cpu_utilisation"), "warnings": "; ".join(rec["warnings"]),
+        "first_step_s": m.first_step_s, "setup_s": m.setup_s,
+        "peak_host_rss_bytes": m.peak_host_rss_bytes,
+        "peak_device_memory_bytes": m.peak_device_memory_bytes,
+        "parameters": m.parameters, "achieved_flops_per_s": m.achieved_flops_per_s,
+        "cpu_utilisation": m.cpu_utilisation, "warnings": "; ".join(rec.warnings),
     }
 
 
@@ -247,6 +194,4 @@ def load_frame(run: str | os.PathLike):
     return pd.DataFrame(rows, columns=list(flatten_record(_EMPTY).keys()))
 
 
-_EMPTY = {"case_id": "-p0", "case": {k: None for k in ("framework", "model", "mode", "batch_size", "device",
-                                                      "precision", "threads", "optimizer", "process")}
-          | {"model_params": {}}, "status": None, "reason": None, "metrics": {}, "warnings": []}
+_EMPTY = Record.of(Case(framework="", model="", mode="", batch_size=0), "skipped", "", 0.0, 0.0)

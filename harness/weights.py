@@ -1,8 +1,9 @@
-"""Canonical weights and synthetic data (SPEC sections 2 and 4), seeded, framework-neutral."""
+"""Canonical weights and synthetic data (docs/spec.md sections 2 and 4), seeded, framework-neutral."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -27,6 +28,19 @@ def init_weights(spec: ModelSpec, seed: int = 0) -> dict[str, np.ndarray]:
             w = rng.uniform(-bound, bound, size=shape)
         weights[name] = w.astype(np.float32)
     return weights
+
+
+def check_weights(weights: Mapping[str, np.ndarray], names: Iterable[str],
+                  shapes: Mapping[str, tuple[int, ...]] | None = None) -> None:
+    """Raise ValueError unless `weights` holds exactly the canonical `names` (with `shapes`, where given)."""
+    names = set(names)
+    if names != set(weights):
+        raise ValueError(f"weight names differ: missing {sorted(names - set(weights))}, "
+                         f"unexpected {sorted(set(weights) - names)}")
+    if shapes is not None:
+        for name, shape in shapes.items():
+            if tuple(np.shape(weights[name])) != tuple(shape):
+                raise ValueError(f"{name}: canonical shape {tuple(shape)}, got {np.shape(weights[name])}")
 
 
 def make_inputs(spec: ModelSpec, batch_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.compare import CompareError, compare, compare_runs
+from harness.report.compare import CompareError, compare, compare_runs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 

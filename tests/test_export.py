@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.export import ExportError, benchmark_stats, export
+from harness.report.export import ExportError, benchmark_stats, export
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 pb_storage = pytest.importorskip("pytest_benchmark.storage.file")

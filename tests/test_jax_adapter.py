@@ -11,7 +11,7 @@ from harness.adapter import Unsupported  # noqa: E402
 from harness.models import build_spec  # noqa: E402
 from harness.optimizers import OPTIMIZERS, build_optimizer  # noqa: E402
 from harness.weights import init_weights, make_inputs  # noqa: E402
-from tiny import TINY_MODELS  # noqa: E402
+from harness.models import TINY_SIZES as TINY_MODELS  # noqa: E402
 
 # AlexNet at 96 pixels flattens a 2x2 map (at 64, 1x1), so the (C, H, W) fc6 mapping is exercised.
 EQUIVALENCE_SIZES = {**TINY_MODELS, "alexnet": {**TINY_MODELS["alexnet"], "image_size": 96}}

@@ -2,7 +2,7 @@ import pytest
 
 from harness.models import MODELS, SpecError, build_spec
 
-SPEC_COUNTS = {  # SPEC section 1, at default hyper-parameters
+SPEC_COUNTS = {  # docs/spec.md section 1, at default hyper-parameters
     "lenet5": (61_706, 833_040),
     "lenet5-classic": (61_706, 833_040),
     "alexnet": (61_100_840, 1_428_376_960),

@@ -11,7 +11,8 @@ import pytest
 
 import fault_adapter
 from harness.case import Case, MeasureConfig
-from harness.runner import STDERR_TAIL_CHARS, run_worker
+from harness.measure.process import STDERR_TAIL_CHARS
+from harness.measure.runner import run_worker
 
 TINY = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.002, min_samples=3, max_time_s=0.05)
 
@@ -44,8 +45,8 @@ def alive(pid: int) -> bool:
 def test_without_a_fault_the_adapter_measures(fault, tmp_path):
     fault("")
     rec = run_worker(case(), tmp_path / "w", tmp_path / "l")
-    assert rec["status"] == "ok", rec.get("stderr_tail")
-    assert rec["metrics"]["parameters"] == 61_706 and rec["manifest"]["adapter"] == "faulty"
+    assert rec.status == "ok", rec.stderr_tail
+    assert rec.metrics.parameters == 61_706 and rec.manifest["adapter"] == "faulty"
 
 
 @pytest.mark.parametrize("spec, status, reason, in_tail", [
@@ -60,8 +61,8 @@ def test_without_a_fault_the_adapter_measures(fault, tmp_path):
 def test_a_fault_becomes_a_record_with_reason_and_stderr(fault, tmp_path, spec, status, reason, in_tail):
     fault(spec)
     rec = run_worker(case(), tmp_path / "w", tmp_path / "l")
-    assert rec["status"] == status and rec["reason"].startswith(reason), rec["reason"]
-    assert in_tail in rec["stderr_tail"]
+    assert rec.status == status and rec.reason.startswith(reason), rec.reason
+    assert in_tail in rec.stderr_tail
     assert not list((tmp_path / "w").iterdir())  # no scratch files left
 
 
@@ -71,8 +72,8 @@ def test_a_hang_times_out_and_its_whole_process_group_dies(fault, tmp_path, monk
     t0 = time.monotonic()
     # Long enough for the worker to reach the hang even on a loaded 2-core machine.
     rec = run_worker(case(case_timeout_s=15.0), tmp_path / "w", tmp_path / "l")
-    assert rec["status"] == "timeout" and rec["reason"] == "worker passed case_timeout_s=15 s"
-    assert "injecting ['hang']" in rec["stderr_tail"] and time.monotonic() - t0 < 60
+    assert rec.status == "timeout" and rec.reason == "worker passed case_timeout_s=15 s"
+    assert "injecting ['hang']" in rec.stderr_tail and time.monotonic() - t0 < 60
     worker, child = map(int, (tmp_path / "pids").read_text().split())
     deadline = time.monotonic() + 10
     while alive(child) and time.monotonic() < deadline:  # the killed child is reaped by init
@@ -83,8 +84,8 @@ def test_a_hang_times_out_and_its_whole_process_group_dies(fault, tmp_path, monk
 def test_a_stderr_flood_leaves_a_bounded_tail(fault, tmp_path):
     fault("flood,raise")
     rec = run_worker(case(), tmp_path / "w", tmp_path / "l")
-    assert rec["status"] == "failed" and rec["reason"] == "RuntimeError: injected fault: raise"
-    assert "Traceback" in rec["stderr_tail"] and len(rec["stderr_tail"]) <= STDERR_TAIL_CHARS
+    assert rec.status == "failed" and rec.reason == "RuntimeError: injected fault: raise"
+    assert "Traceback" in rec.stderr_tail and len(rec.stderr_tail) <= STDERR_TAIL_CHARS
     (log,) = (tmp_path / "l").iterdir()
     assert log.stat().st_size > 8 * 2**20  # all of it is kept in the log, none of it in the record
 
@@ -92,15 +93,15 @@ def test_a_stderr_flood_leaves_a_bounded_tail(fault, tmp_path):
 def test_a_flood_alone_does_not_stop_the_case(fault, tmp_path):
     fault("flood")
     rec = run_worker(case(mode="infer"), tmp_path / "w", tmp_path / "l")
-    assert rec["status"] == "ok", rec.get("stderr_tail")
+    assert rec.status == "ok", rec.stderr_tail
 
 
 def test_a_fault_at_one_batch_size_spares_the_others(fault, tmp_path):
     fault("gpu-oom@4")
     recs = {b: run_worker(case(batch_size=b), tmp_path / "w", tmp_path / "l") for b in (2, 4)}
-    assert recs[2]["status"] == "ok" and recs[4]["reason"].startswith("out of memory (cpu, batch size 4)")
+    assert recs[2].status == "ok" and recs[4].reason.startswith("out of memory (cpu, batch size 4)")
 
 
 def test_workers_carry_the_parent_marker(fault, tmp_path):
-    from harness.runner import PARENT_ENV, worker_env
+    from harness.measure.process import PARENT_ENV, worker_env
     assert worker_env()[PARENT_ENV].startswith(f"{os.getpid()}:")

@@ -15,8 +15,9 @@ from harness.case import DEVICES, PRECISIONS
 from harness.cli import main
 from harness.models import MODELS
 from harness.optimizers import OPTIMIZERS
+from harness.records import Record, RunMeta
 from harness.results import RunDir
-from harness.suites import SuiteError, expand, parse_suite
+from harness.plan.suites import SuiteError, expand, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = discover()
@@ -74,7 +75,7 @@ def _run_dir(tmp_path, meta):
 
 
 @pytest.mark.parametrize("meta, message", [
-    ({"schema": 2, "suite": "t"}, "newer xfbench (schema 2, this one reads up to 1); upgrade xfbench"),
+    ({"schema": 3, "suite": "t"}, "newer xfbench (schema 3, this one reads up to 2); upgrade xfbench"),
     ({"schema": 1, "suite": "t"}, "lists no planned cases"),
     ({"schema": 1, "plan": [{"framework": "torch", "flux": 1}]}, "planned case #1 is not a case"),
     ("{not json", "cannot be read"),
@@ -222,15 +223,13 @@ def test_suites_and_results_are_read_as_data_never_as_code():
 def test_strings_from_records_are_escaped_in_the_html_report(tmp_path):
     """Item 4 of the reliability issue; the report's own tests cover its structure."""
     from harness.case import Case
-    from harness.report import write_reports
+    from harness.report.write import write_reports
 
     evil = '<script>alert(1)</script><img src=x onerror=alert(2)>'
     run = RunDir.create(tmp_path, "t")
-    run.write_meta({"suite": evil, "started": 0.0, "finished": 1.0, "host": {"cpu_model": evil}})
+    run.write_meta(RunMeta(suite=evil, started=0.0, finished=1.0, host={"cpu_model": evil}))
     c = Case(framework="torch", model="lenet5", mode="train", batch_size=2)
-    run.append({"schema": 1, "case_id": c.case_id, "case": c.to_dict(), "status": "failed", "reason": evil,
-                "metrics": {}, "samples_s": [], "warnings": [evil], "manifest": {}, "started": 0.0,
-                "finished": 1.0, "stderr_tail": evil})
+    run.append(Record.of(c, "failed", evil, 0.0, 1.0, warnings=(evil,), stderr_tail=evil))
     page = write_reports(run.path)["report.html"].read_text()
     assert "alert(1)" in page or "alert" not in page  # the reason is shown, or not at all
     assert "<script>alert" not in page and "<img src=x" not in page

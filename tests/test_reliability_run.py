@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import fault_adapter
+from harness.case import Case
+from harness.records import Record, RunMeta
 from harness.results import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,10 +96,10 @@ def test_gpu_oom_at_one_batch_size_and_the_sweep_goes_on(faults_path, suite, tmp
     p = bench("run", str(suite), "--out", str(tmp_path / "out"), environ=env(faults_path, "gpu-oom@4"))
     assert p.returncode == 1, p.stderr  # a failed case: exit 1, and every case still ran
     (run,) = (tmp_path / "out").iterdir()
-    by_batch = {r["case"]["batch_size"]: r for r in RunDir(run).records()}
-    assert {b: r["status"] for b, r in by_batch.items()} == {2: "ok", 4: "failed", 8: "ok"}
-    assert by_batch[4]["reason"].startswith("out of memory (cpu, batch size 4): OutOfMemoryError")
-    assert "CUDA out of memory" in by_batch[4]["stderr_tail"]
+    by_batch = {r.case.batch_size: r for r in RunDir(run).records()}
+    assert {b: r.status for b, r in by_batch.items()} == {2: "ok", 4: "failed", 8: "ok"}
+    assert by_batch[4].reason.startswith("out of memory (cpu, batch size 4): OutOfMemoryError")
+    assert "CUDA out of memory" in by_batch[4].stderr_tail
     assert "1 case(s) failed or timed out" in p.stderr
 
 
@@ -134,8 +136,8 @@ def test_ctrl_c_or_sigterm_kills_the_worker_keeps_the_records_and_resume_finishe
     assert f"{len(before)} of 3 cases recorded, {3 - len(before)} to run" in p.stdout
     assert lines(run)[:len(before)] == before  # finished cases kept, not rerun
     records = RunDir(run).records()
-    assert sorted(r["case"]["batch_size"] for r in records) == [2, 4, 8]
-    assert {r["status"] for r in records} == {"ok"}
+    assert sorted(r.case.batch_size for r in records) == [2, 4, 8]
+    assert {r.status for r in records} == {"ok"}
     meta = json.loads((run / "run.json").read_text())
     assert meta["finished"] and not meta["interrupted"] and len(meta["resumed"]) == 1
 
@@ -164,19 +166,18 @@ def test_sigkill_of_the_parent_takes_the_worker_along_and_resume_repairs_and_rea
     assert lines(run)[:len(before)] == before and len(lines(run)) == 3
     assert all(json.loads(line) for line in lines(run))
     run_dir = RunDir(run)
-    assert sorted(r["case"]["batch_size"] for r in run_dir.records()) == [2, 4, 8] and not run_dir.torn_lines
+    assert sorted(r.case.batch_size for r in run_dir.records()) == [2, 4, 8] and not run_dir.torn_lines
 
 
 def test_resume_of_a_run_still_being_written_is_refused(faults_path, tmp_path):
     from harness.case import Case
-    from harness.runner import plan_for_meta
+    from harness.measure.runner import plan_for_meta
 
     cases = [Case(framework="faulty", model="lenet5", mode="infer", batch_size=b) for b in (2, 4)]
     run = RunDir.create(tmp_path, "t")
-    run.write_meta({"suite": "t", "started": time.time(), "finished": None, "plan": plan_for_meta(cases)})
+    run.write_meta(RunMeta(suite="t", started=time.time(), plan=plan_for_meta(cases)))
     for c in cases:
-        run.append({"schema": 1, "case_id": c.case_id, "case": c.to_dict(), "status": "skipped", "reason": "x",
-                    "metrics": {}, "samples_s": [], "warnings": [], "manifest": {}, "started": 0.0, "finished": 1.0})
+        run.append(Record.of(c, "skipped", "x", 0.0, 1.0))
     run.lock()  # as a live `bench run` holds it
     try:
         p = bench("run", "--resume", str(run.path), environ=env(faults_path))
@@ -188,26 +189,26 @@ def test_resume_of_a_run_still_being_written_is_refused(faults_path, tmp_path):
     assert len(lines(run.path)) == 2 and json.loads((run.path / "run.json").read_text())["finished"]
 
 
-def _rec(case_id):
-    return {"schema": 1, "case_id": case_id, "case": {}, "status": "skipped", "reason": "x", "metrics": {},
-            "samples_s": [], "warnings": [], "manifest": {}, "started": 0.0, "finished": 1.0}
+def _rec(batch_size):
+    return Record.of(Case(framework="faulty", model="lenet5", mode="infer", batch_size=batch_size), "skipped", "x",
+                     0.0, 1.0)
 
 
 def test_repair_cuts_a_torn_tail_keeps_it_and_appends_cleanly(tmp_path):
     run = RunDir.create(tmp_path, "t")
-    run.append(_rec("a-p0"))
+    run.append(_rec(1))
     with open(run.path / "cases.jsonl", "ab") as f:
-        f.write(b'{"schema": 1, "case_id": "b-')
+        f.write(b'{"schema": 2, "case_id": "b-')
     assert run.repair().startswith("cases.jsonl ended in a torn line 2 (28 bytes")
-    assert (run.path / "cases.jsonl.torn").read_bytes() == b'{"schema": 1, "case_id": "b-\n'
-    run.append(_rec("c-p0"))
-    assert [r["case_id"] for r in run.records()] == ["a-p0", "c-p0"] and not run.torn_lines
+    assert (run.path / "cases.jsonl.torn").read_bytes() == b'{"schema": 2, "case_id": "b-\n'
+    run.append(_rec(3))
+    assert [r.case_id for r in run.records()] == [_rec(1).case_id, _rec(3).case_id] and not run.torn_lines
     assert run.repair() is None
 
 
 def test_repair_keeps_a_whole_record_that_lacks_its_newline(tmp_path):
     run = RunDir.create(tmp_path, "t")
-    (run.path / "cases.jsonl").write_text(json.dumps(_rec("a-p0")))
+    (run.path / "cases.jsonl").write_text(json.dumps(_rec(1).to_json()))
     assert "lacked its final newline" in run.repair()
-    run.append(_rec("b-p0"))
-    assert [r["case_id"] for r in run.records()] == ["a-p0", "b-p0"]
+    run.append(_rec(2))
+    assert [r.case_id for r in run.records()] == [_rec(1).case_id, _rec(2).case_id]

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.report import build_report, collect_groups, differing_settings, write_reports
-from harness.report_md import render_markdown
+from harness.report.build import build_report, collect_groups, differing_settings
+from harness.report.write import write_reports
+from harness.report.formats.markdown import render as render_markdown
 from harness.results import RunDir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from harness.stats import ci_half_width_share, median_ci, summarize
+from harness.analysis.stats import ci_half_width_share, median_ci, summarize
 
 
 def test_summary_of_literal_numbers():

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from harness.adapter import AdapterInfo
-from harness.suites import Overrides, SuiteError, available_suites, expand, load_suite, parse_suite
+from harness.plan.suites import Overrides, SuiteError, available_suites, expand, load_suite, parse_suite
 
 REGISTRY = {
     "torch": AdapterInfo("torch", "torch", "x:Y", ("torch",)),
@@ -41,7 +41,7 @@ def test_standard_repeats_every_case_in_three_processes():
     cases = expand(load_suite("standard", REGISTRY), REGISTRY, cpus=2)
     by_config = {}
     for c in cases:
-        by_config.setdefault(c.config_key(), set()).add(c.process)
+        by_config.setdefault(c.config_id, set()).add(c.process)
     assert set(map(frozenset, by_config.values())) == {frozenset({0, 1, 2})}
 
 

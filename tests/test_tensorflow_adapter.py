@@ -1,4 +1,4 @@
-"""The TensorFlow adapter against the spec and the PyTorch adapter, at tiny sizes (SPEC sections 2, 3 and 6)."""
+"""The TensorFlow adapter against the spec and the PyTorch adapter, at tiny sizes (docs/spec.md sections 2, 3 and 6)."""
 from __future__ import annotations
 
 import numpy as np

@@ -8,7 +8,7 @@ from adapters.torch_adapter import TorchAdapter  # noqa: E402
 from harness.models import build_spec  # noqa: E402
 from harness.optimizers import OPTIMIZERS, build_optimizer  # noqa: E402
 from harness.weights import init_weights, make_inputs  # noqa: E402
-from tiny import TINY_MODELS  # noqa: E402
+from harness.models import TINY_SIZES as TINY_MODELS  # noqa: E402
 
 
 def adapter(model, optimizer="sgd", precision="fp32", **params):

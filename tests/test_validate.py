@@ -8,10 +8,17 @@ from click.testing import CliRunner
 from harness.adapter import AdapterInfo, discover
 from harness.case import Case, MeasureConfig
 from harness.results import RunDir
-from harness.runner import run_cases
-from harness.suites import expand, load_suite
-from harness.validate import (CACHE_FILE, Check, Validation, certified, forward_gate, gate_key, max_abs_rel,
-                              pair_norm_error, validate, validation_lookup, write_cache)
+from harness.measure.runner import run_cases
+from harness.plan.suites import expand, load_suite
+from harness.equivalence import max_abs_rel, pair_norm_error
+from harness.records import Record
+from harness.validate import Check, Validation, validate
+from harness.validate.cache import CACHE_FILE, certified, read_cache, validation_lookup, write_cache
+from harness.validate.matrix import forward_gate, gate_key_of
+
+
+def gate_key(case: Case) -> str:
+    return gate_key_of(case.framework, case.model, case.model_params)
 
 TESTS = Path(__file__).parent
 
@@ -101,16 +108,15 @@ def test_run_validate_refuses_to_time_a_failing_adapter(registry, tmp_path):
 
     def fake_worker(case, workdir, logdir):
         timed.append(case.framework)
-        return {"schema": 1, "case_id": case.case_id, "case": case.to_dict(), "status": "skipped", "reason": "x",
-                "metrics": {}, "samples_s": [], "warnings": [], "manifest": {}, "started": 0, "finished": 0}
+        return Record.of(case, "skipped", "x", 0.0, 0.0)
 
     run = RunDir.create(tmp_path, "t")
     lookup = validation_lookup(tmp_path, registry, gate)
     summary = run_cases(cases, run, registry, worker=fake_worker, validation=lookup)
     assert timed == ["torch"]
     good, refused = summary.records
-    assert good["validated"]["status"] == "passed" and good["validated"]["against"] == "numpy"
-    assert refused["status"] == "failed" and refused["reason"].startswith("not timed: validation failed, logits:")
+    assert good.validated["status"] == "passed" and good.validated["against"] == "numpy"
+    assert refused.status == "failed" and refused.reason.startswith("not timed: validation failed, logits:")
 
 
 def _validation(status_ok: bool) -> Validation:
@@ -133,8 +139,22 @@ def test_cache_certifies_only_the_same_versions(tmp_path):
     other = {**reg, "torch": AdapterInfo("torch", "torch", "x:Y", ("click",))}  # different distributions
     assert "torch/lenet5" not in certified(tmp_path / CACHE_FILE, other)
     lookup = validation_lookup(tmp_path, reg)
-    assert lookup(Case("torch", "lenet5", "infer", 1))["status"] == "failed"
-    assert lookup(Case("torch", "gru", "infer", 1)) is None
+    assert lookup(Case("torch", "lenet5", "infer", 1)) == (certified(tmp_path / CACHE_FILE, reg)["torch/lenet5"], None)
+    assert lookup(Case("torch", "gru", "infer", 1)) == (None, None)
+
+
+def test_cache_is_versioned_and_reads_the_unversioned_format(tmp_path):
+    import json
+    reg = {"torch": AdapterInfo("torch", "torch", "x:Y", ("numpy",)),
+           "numpy": AdapterInfo("numpy", "numpy", "x:Y", ("numpy",), reference=True)}
+    write_cache(tmp_path / CACHE_FILE, _validation(True), reg, "tiny")
+    data = json.loads((tmp_path / CACHE_FILE).read_text())
+    assert data["version"] == 1 and set(data["entries"]) == {"torch/lenet5", "numpy/lenet5"}
+    (tmp_path / CACHE_FILE).write_text(json.dumps(data["entries"]))  # version 0: the entries alone
+    assert read_cache(tmp_path / CACHE_FILE) == data["entries"]
+    assert certified(tmp_path / CACHE_FILE, reg)["torch/lenet5"]["status"] == "passed"
+    (tmp_path / CACHE_FILE).write_text(json.dumps({"version": 99, "entries": data["entries"]}))
+    assert read_cache(tmp_path / CACHE_FILE) == {}  # a newer format certifies nothing
 
 
 def test_reference_adapter_is_not_part_of_all():

@@ -2,9 +2,9 @@
 
 Two processes running identical code on this shared machine differ by up to ~20% (see overhead.py), which
 hides a 2% budget. This script removes that spread: in one process, pinned and capped like a worker
-(harness.worker.pin_threads), it builds the adapter once and alternates samples of
+(harness.measure.process.pin_threads), it builds the adapter once and alternates samples of
 
-  harness: harness.timing.step_timer(adapter.train_step, adapter.sync)  (what `bench run` times), and
+  harness: harness.measure.timing.step_timer(adapter.train_step, adapter.sync)  (what `bench run` times), and
   hand:    the step a framework tutorial writes, on the same model, optimizer and batch, then the same sync
 
 in ABBA order (neither always first) for --pairs pairs, and prints the median per-step time of each
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from harness.worker import pin_threads  # noqa: E402  (first: before numpy or a framework loads)
+from harness.measure.process import pin_threads  # noqa: E402  (first: before numpy or a framework loads)
 
 
 def hand_torch(adapter, batch):
@@ -85,8 +85,8 @@ def main() -> None:
     from harness.adapter import discover
     from harness.models import build_spec
     from harness.optimizers import build_optimizer
-    from harness.stats import median_ci
-    from harness.timing import step_timer
+    from harness.analysis.stats import median_ci
+    from harness.measure.timing import step_timer
     from harness.weights import init_weights, make_inputs
 
     spec = build_spec("lenet5")

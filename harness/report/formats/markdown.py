@@ -1,26 +1,27 @@
 """report.md: the Report rendered as GitHub-flavoured markdown (deterministic: golden-tested)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from .report import Report
+from ..model import RIGHT, Report
 
-# Columns that hold numbers are right-aligned.
-RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "peak memory", "GFLOP/s", "CPU busy",
-         "samples", "speed vs best", "cases", "wins", "ties", "losses"}
+FILENAME = "report.md"
 
 
 def _cell(v: object) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def md_table(df: pd.DataFrame) -> list[str]:
+def md_table(df: pd.DataFrame, right: set[str] = RIGHT) -> list[str]:
+    """A markdown table; the `right` columns (numbers) right-aligned."""
     head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---:" if c in RIGHT else "---" for c in df.columns) + "|"
+    rule = "|" + "|".join("---:" if c in right else "---" for c in df.columns) + "|"
     return [head, rule] + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
 
 
-def render_markdown(r: Report) -> str:
+def render(r: Report, run_path: Path | None = None) -> str:
     out = [f"# {r.title}", ""]
     for line in r.intro:
         out += [line, ""]

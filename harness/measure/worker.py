@@ -1,24 +1,25 @@
 """The worker: one fresh process per case, one framework imported, one JSON record written.
 
-Usage (by the runner, not by people): python -m harness.worker CASE.json RECORD.json
+Usage (by the runner, not by people): python -m harness.measure.worker CASE.json RECORD.json
 """
 from __future__ import annotations
 
 import json
 import os
 import resource
-import signal
 import sys
 import time
 import traceback
 from typing import Any, Callable
 
-# These two import the standard library only: the thread caps must be in place before numpy,
-# scipy or a framework loads its thread pools, so everything else is imported after `pin_threads`.
-from .case import Case
-from .results import SCHEMA_VERSION, write_json_atomic
+# These import the standard library only: the thread caps must be in place before numpy, scipy or
+# a framework loads its thread pools, so everything else is imported after `pin_threads`.
+from ..case import Case
+from ..records import Metrics, Record
+from ..results import write_json_atomic
+from .process import die_with_parent, pin_threads
 
-# Stability warnings (SPEC section 5.7).
+# Stability warnings (docs/spec.md section 5.7).
 CV_WARN = 0.05
 SPREAD_WARN = 1.5
 CPU_SHARE_LOW, CPU_SHARE_HIGH = 0.5, 1.15  # CPU time / wall time relative to the thread cap
@@ -28,41 +29,10 @@ _OOM_TYPES = ("MemoryError", "OutOfMemoryError", "ResourceExhaustedError")
 _OOM_WORDS = ("out of memory", "resource_exhausted", "oom when allocating", "failed to allocate")
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the bench parent dies, even by SIGKILL; exit if it already has.
-
-    The parent runs each worker in a session of its own, so without this a killed run leaves its
-    worker running (and a core busy) until it finishes by itself.
-    """
-    parent = os.environ.get("XFBENCH_PARENT", "").partition(":")[0]
-    if not parent.isdigit() or not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(parent):  # the parent died before the prctl took hold
-        os._exit(1)
-
-
 def is_out_of_memory(e: BaseException) -> bool:
     """Whether an exception from any framework reports running out of (host or device) memory."""
     names = {t.__name__ for t in type(e).__mro__}
     return bool(names & set(_OOM_TYPES)) or any(w in str(e).lower() for w in _OOM_WORDS)
-
-
-def pin_threads(threads: int) -> list[int]:
-    """Pin this process to `threads` CPUs and cap the thread pools, before any framework import."""
-    allowed = sorted(os.sched_getaffinity(0))
-    if threads > len(allowed):
-        raise ValueError(f"threads={threads} but only {len(allowed)} CPUs are available to this process")
-    cpus = allowed[:threads]
-    os.sched_setaffinity(0, cpus)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    return cpus
 
 
 class CpuMeter:
@@ -87,7 +57,7 @@ class CpuMeter:
 
 def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str, Any], list[str]]:
     """Throughput, statistics, FLOP/s and stability warnings from one measurement."""
-    from .stats import summarize
+    from ..analysis.stats import summarize
     s = summarize(m.samples_s)
     flops_per_sample = spec.train_flops() if case.mode == "train" else spec.forward_flops()
     out: dict[str, Any] = {
@@ -121,18 +91,16 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str,
     return out, warnings
 
 
-def run_case(case: Case) -> dict[str, Any]:
+def run_case(case: Case) -> Record:
     """Measure one case in this process; return its record (status ok, skipped or failed)."""
-    record: dict[str, Any] = {"schema": SCHEMA_VERSION, "case_id": case.case_id, "case": case.to_dict(),
-                              "status": "ok", "reason": None, "metrics": {}, "samples_s": [],
-                              "warnings": [], "manifest": {}, "started": time.time()}
+    started = time.time()
     try:
         cpus = pin_threads(case.threads)
-        from .adapter import discover
-        from .models import build_spec
-        from .optimizers import build_optimizer
+        from ..adapter import discover
+        from ..models import build_spec
+        from ..optimizers import build_optimizer
+        from ..weights import init_weights, make_inputs
         from .timing import measure, step_timer
-        from .weights import init_weights, make_inputs
 
         info = discover()[case.framework]
         t0 = time.perf_counter()
@@ -160,35 +128,33 @@ def run_case(case: Case) -> dict[str, Any]:
         metrics.update(setup_s=setup_s, import_s=import_s, parameters=spec.parameter_count(),
                        peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                        peak_device_memory_bytes=adapter.peak_device_memory_bytes())
-        record.update(metrics=metrics, samples_s=m.samples_s, warnings=warnings)
-        record["manifest"] = {
+        manifest = {
             "framework": info.framework, "adapter": info.name, "affinity": cpus,
             "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS",
                                                     "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_ENABLE_ONEDNN_OPTS")},
             **adapter.settings(),
         }
+        return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),
+                         samples_s=tuple(m.samples_s), warnings=tuple(warnings), manifest=manifest)
     except Exception as e:
-        from .adapter import Unsupported
+        from ..adapter import Unsupported
         if isinstance(e, Unsupported):
-            record.update(status="skipped", reason=str(e), finished=time.time())
-            return record
+            return Record.of(case, "skipped", str(e), started, time.time())
         traceback.print_exc()  # the parent keeps the tail of stderr in the record
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         if is_out_of_memory(e):  # e.g. a GPU OOM at this batch size; a smaller one may still fit
             reason = f"out of memory ({case.device}, batch size {case.batch_size}): {reason}"
-        record.update(status="failed", reason=reason)
-    record["finished"] = time.time()
-    return record
+        return Record.of(case, "failed", reason, started, time.time())
 
 
 def main(argv: list[str]) -> int:
     die_with_parent()
     if len(argv) != 2:
-        print("usage: python -m harness.worker CASE.json RECORD.json", file=sys.stderr)
+        print("usage: python -m harness.measure.worker CASE.json RECORD.json", file=sys.stderr)
         return 2
     with open(argv[0]) as f:
         case = Case.from_dict(json.load(f))
-    write_json_atomic(argv[1], run_case(case))
+    write_json_atomic(argv[1], run_case(case).to_json())
     return 0
 
 

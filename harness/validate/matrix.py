@@ -1,29 +1,14 @@
-"""`bench validate` (SPEC section 6): every framework against every other and the NumPy reference.
+"""`bench validate`: every framework against every other and the NumPy reference (docs/spec.md section 6).
 
 The parent writes a seeded canonical weight set and inputs per model, runs one worker process per
-adapter (harness.validate_worker; this module never imports a framework) and compares the `.npz` files
-the workers leave behind. Between two frameworks neither is the truth, so a pair's error is the larger of
-both directions. Logits, loss, gradients and loss curves: **max-abs-relative**, max |a - b| / max |b|.
-Optimizer steps compare the updates (weights after 3 steps minus the canonical weights), not the weights,
-which would hide an error in a small update, per tensor and **norm-relative**, ||a - b||_2 / ||b||_2:
-Adam and RMSprop divide each gradient element by its own root mean square plus eps=1e-8, so an element
-whose gradient is near eps gets an update of full size (~lr) that carries the float64 rounding of that
-gradient amplified ~1e8 times. AlexNet at default sizes has many: with batch 2, 65% of fc6's gradient
-elements are exactly zero at the first step (ReLU), and some of them turn slightly non-zero at steps 2
-and 3. Measured torch vs jax (`bench validate --models alexnet --optimizers sgd,rmsprop,adam`): gradients
-agree to 4.0e-15 max-abs-relative, sgd's update to 1.9e-13, but rmsprop's update to only 9.8e-9 and adam's
-to 4.4e-10 max-abs-relative, in ~1,500 of 38 million fc6 elements; norm-relative 7.7e-11 and 7.7e-13.
-The norm keeps the 1e-9 tolerance meaningful: one wrong element of update size in a tensor of n similar
-elements is still an error of 1/sqrt(n) (1.6e-4 for fc6).
+adapter (`harness.validate.worker`; this module never imports a framework) and compares the `.npz` files
+the workers leave behind, with the metrics and tolerances of `harness.equivalence`.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -31,57 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from .adapter import AdapterInfo
-from .models import MODELS, build_spec
-from .optimizers import OPTIMIZERS
-from .results import write_json_atomic
-from .weights import init_weights, load_npz, make_inputs, save_npz
+from ..adapter import AdapterInfo
+from ..equivalence import CURVE_TOL, FORWARD_TOL, FP64_TOL, metric, pair_error, pair_norm_error
+from ..errors import XfbenchError
+from ..measure.process import module_command, run_isolated, tail
+from ..models import MODELS, TINY_SIZES, build_spec
+from ..optimizers import OPTIMIZERS
+from ..weights import init_weights, load_npz, make_inputs, save_npz
 
-# Tolerances (SPEC section 6). float32 forward; float64 gradients, 3-step updates and loss curves.
-FORWARD_TOL = 1e-5
-FP64_TOL = 1e-9
-CURVE_TOL = 1e-9
 CURVE_STEPS = 20
 CURVE_BATCHES = 4  # the curve's steps cycle through this many fixed batches
-CACHE_FILE = ".validation.json"
-# Small enough for tests on two cores; AlexNet at 96 px flattens a 2x2 map, so fc6's (C, H, W) order counts.
-TINY_SIZES: dict[str, dict[str, Any]] = {
-    "lenet5": {}, "lenet5-classic": {},
-    "alexnet": {"image_size": 96, "width": 0.125, "classes": 10},
-    "lstm": {"vocab": 50, "embed": 8, "hidden": 4, "layers": 2, "seq_len": 5},
-    "gru": {"vocab": 50, "embed": 8, "hidden": 4, "layers": 2, "seq_len": 5},
-}
 
 
-class ValidateError(ValueError):
+class ValidateError(XfbenchError, ValueError):
     """An input to `bench validate` that cannot be honoured (unknown model, framework or optimizer)."""
-
-
-def max_abs_rel(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b| / max |b|; 0 where both are exactly equal (also where both are zero)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-    return 0.0 if diff == 0 else diff / max(float(np.max(np.abs(b))), 1e-300)
-
-
-def pair_error(a: np.ndarray, b: np.ndarray) -> float:
-    return max(max_abs_rel(a, b), max_abs_rel(b, a))
-
-
-def norm_rel(a: np.ndarray, b: np.ndarray) -> float:
-    """||a - b||_2 / ||b||_2; 0 where both are exactly equal (also where both are zero)."""
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    diff = float(np.linalg.norm(a - b))
-    return 0.0 if diff == 0 else diff / max(float(np.linalg.norm(b)), 1e-300)
-
-
-def pair_norm_error(a: np.ndarray, b: np.ndarray) -> float:
-    return max(norm_rel(a, b), norm_rel(b, a))
-
-
-def metric(check: str) -> str:
-    """How a check's error is measured (see the module docstring)."""
-    return "norm-relative" if check.startswith("step.") else "max-abs-relative"
 
 
 @dataclass(frozen=True)
@@ -156,22 +104,16 @@ def run_worker(info: AdapterInfo, job: dict[str, Any], workdir: Path, timeout_s:
     """Run the validation worker of one adapter; None, or why it produced nothing."""
     from dataclasses import asdict
 
-    from .runner import worker_env
-
     adapter = info.name
     path = workdir / f"job-{adapter}.json"
     path.write_text(json.dumps({**job, "adapter": adapter, "info": asdict(info)}))
     log = workdir / f"{adapter}.log"
-    with open(log, "wb") as f:
-        try:
-            proc = subprocess.run([sys.executable, "-m", "harness.validate_worker", str(path)],
-                                  stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                  env=worker_env(), timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return f"worker passed {timeout_s:g} s"
-    if proc.returncode:
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        return f"worker exited with code {proc.returncode}: {tail[0][:200]}"
+    code = run_isolated(module_command("harness.validate.worker", path), log, timeout_s)
+    if code is None:
+        return f"worker passed {timeout_s:g} s"
+    if code:
+        last = (tail(log).strip().splitlines() or [""])[-1]
+        return f"worker exited with code {code}: {last[:200]}"
     return None
 
 
@@ -246,7 +188,8 @@ def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = Non
              frameworks: list[str] | None = None, optimizers: list[str] | None = None,
              artifacts: Path | None = None, tiny: bool = False, checks: str = "full",
              model_params: dict[str, dict[str, Any]] | None = None, batch_size: int = 2, seed: int = 0,
-             curve_steps: int = CURVE_STEPS, threads: int = 1, timeout_s: float = 3600.0) -> Validation:
+             curve_steps: int = CURVE_STEPS, threads: int = 1, timeout_s: float = 3600.0,
+             device: str = "cpu") -> Validation:
     """Run the validation matrix; `checks="forward"` runs only the float32 forward check."""
     models = models or [m for m in MODELS]
     frameworks = frameworks or default_frameworks(registry)
@@ -276,7 +219,7 @@ def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = Non
                 params["dropout"] = 0.0  # dropout draws differ between frameworks
             entries[m] = prepare(root / m, m, params, batch_size=batch_size, seed=seed, curve_steps=curve_steps)
         job = {"models": entries, "checks": checks, "optimizers": optimizers, "curve_steps": curve_steps,
-               "threads": threads}
+               "threads": threads, "device": device}
         worker_errors = {}
         for fw in result.frameworks:
             err = run_worker(registry[fw], job, Path(tmp), timeout_s)
@@ -294,44 +237,10 @@ def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = Non
     return result
 
 
-def cache_key(framework: str, model: str) -> str:
-    return f"{framework}/{model}"
-
-
-def write_cache(path: Path, result: Validation, registry: dict[str, AdapterInfo], sizes: str) -> None:
-    """Remember each (framework, model) outcome with the versions it held for; `bench run` reads it."""
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    cache = cache if isinstance(cache, dict) else {}
-    for fw in result.frameworks:
-        for model in sorted({c.model for c in result.checks if c.framework == fw}):
-            entry = result.outcome(fw, model)
-            if registry[fw].reference:
-                entry = {"status": "reference"}
-            cache[cache_key(fw, model)] = {**entry, "versions": registry[fw].versions(), "sizes": sizes,
-                                           "when": time.time()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, cache)
-
-
-def certified(cache_path: Path, registry: dict[str, AdapterInfo]) -> dict[str, dict[str, Any]]:
-    """Cached outcomes that still hold here: same adapter distributions at the same versions."""
-    try:
-        cache = json.loads(Path(cache_path).read_text())
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for key, entry in cache.items() if isinstance(cache, dict) else ():
-        fw = key.partition("/")[0]
-        if fw in registry and isinstance(entry, dict) and entry.get("versions") == registry[fw].versions():
-            out[key] = {k: entry[k] for k in ("status", "against", "failed_check", "sizes") if k in entry}
-    return out
 
 
 def forward_gate(cases: list[Any], registry: dict[str, AdapterInfo], threads: int = 1) -> dict[str, dict]:
-    """`bench run --validate`: the float32 forward check of every (framework, model, params) against NumPy.
+    """`bench run --forward-check`: the float32 forward of every (framework, model, params) against NumPy.
 
     Returns, per `gate_key(case)`, the `validated` entry to record (status passed or failed).
     """
@@ -345,23 +254,12 @@ def forward_gate(cases: list[Any], registry: dict[str, AdapterInfo], threads: in
         result = validate(registry=registry, models=[model], frameworks=["numpy", *sorted(fws)],
                           checks="forward", model_params={model: json.loads(params)}, threads=threads)
         for fw in fws:
-            out[f"{fw}/{model}/{params}"] = {**result.outcome(fw, model), "check": "fp32 forward"}
+            out[gate_key_of(fw, model, json.loads(params))] = {**result.outcome(fw, model), "check": FORWARD_CHECK}
     return out
 
 
-def gate_key(case: Any) -> str:
-    return f"{case.framework}/{case.model}/{json.dumps(case.model_params, sort_keys=True)}"
+FORWARD_CHECK = "fp32 forward"  # the `check` of a `bench run --forward-check` entry
 
 
-def validation_lookup(out: Path, registry: dict[str, AdapterInfo], gate: dict[str, dict] | None = None) -> Any:
-    """case -> its `validated` entry: the --validate forward check, else `bench validate`'s cache in OUT."""
-    cache = certified(out / CACHE_FILE, registry)
-
-    def lookup(case: Any) -> dict[str, Any] | None:
-        info = registry.get(case.framework)
-        if gate and gate_key(case) in gate:
-            return gate[gate_key(case)]
-        if info is not None and info.reference:
-            return {"status": "reference"}
-        return cache.get(cache_key(case.framework, case.model))
-    return lookup
+def gate_key_of(framework: str, model: str, model_params: dict[str, Any]) -> str:
+    return f"{framework}/{model}/{json.dumps(model_params, sort_keys=True)}"

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from .report import Group
+    from .model import Group
 
 PLOTS_DIR = "plots"
 

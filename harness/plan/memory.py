@@ -6,10 +6,11 @@ kept for the backward pass, and their gradients). It only refuses what cannot fi
 """
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass
 
-from .models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
+from ..measure.host import host_memory_bytes
+from ..models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent, feature_shapes
 
 _BYTES = {"fp64": 8, "bf16": 2}  # per element; everything else is 4 (fp32, tf32)
 GIB = 2**30
@@ -28,21 +29,15 @@ class MemoryEstimate:
 def activations_per_sample(spec: ModelSpec) -> int:
     """Elements of every layer output (the input included) for one sample."""
     if spec.kind == "image":
-        c, h, w = spec.input_shape
-        total = c * h * w
-        for layer in spec.layers:
-            if isinstance(layer, Conv):
-                h = (h + 2 * layer.padding - layer.kernel) // layer.stride + 1
-                w = (w + 2 * layer.padding - layer.kernel) // layer.stride + 1
-                c = layer.out_channels
-                total += c * h * w
-            elif isinstance(layer, Pool):
-                h, w = (h - layer.size) // layer.stride + 1, (w - layer.size) // layer.stride + 1
-                total += c * h * w
-            elif isinstance(layer, Dense):
-                total += layer.units
+        total = math.prod(spec.input_shape)
+        for layer, _, out in feature_shapes(spec):
+            if isinstance(layer, (Conv, Pool)):
+                total += math.prod(out)
             elif not isinstance(layer, Flatten):
                 raise ValueError(f"no estimate for layer {layer!r}")
+        for layer in spec.layers:
+            if isinstance(layer, Dense):
+                total += layer.units
         return total
     (steps,) = spec.input_shape
     total = 2  # token and target
@@ -63,13 +58,6 @@ def estimate(spec: ModelSpec, batch_size: int, mode: str, precision: str = "fp32
     train = mode == "train"
     return MemoryEstimate(parameters_bytes=spec.parameter_count() * size * (4 if train else 1),
                           activations_bytes=batch_size * activations_per_sample(spec) * size * (2 if train else 1))
-
-
-def host_memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def too_big(spec: ModelSpec, batch_size: int, mode: str, precision: str = "fp32",

@@ -1,4 +1,4 @@
-"""The timing loop (SPEC section 5.3-5.4): first step, warm-up, calibration, samples.
+"""The timing loop (docs/spec.md section 5.3-5.4): first step, warm-up, calibration, samples.
 
 The kernel is `time_steps(k)`: run k steps, sync, return the seconds. Everything else here only
 decides how often to call it, so a fake clock in tests drives the whole protocol exactly.
@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .case import MeasureConfig
-from .stats import ci_half_width_share
+from ..case import MeasureConfig
+from ..analysis.stats import ci_half_width_share
 
 Clock = Callable[[], int]  # nanoseconds, monotonic
 

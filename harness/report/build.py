@@ -1,28 +1,26 @@
-"""Reports rendered from stored records only; nothing here measures.
+"""Records -> a `Report` (harness.report.model): tables of display strings, plot names, the verdict.
 
-`build_report(run)` turns a run directory into a `Report` (pandas tables of display strings, plot file
-names, verdict answers); `report_md` and `report_html` render it, `plots` draws the figures, and
-`write_reports` writes report.md, report.html, results.csv and plots/*.png into the run directory.
-Every number is a pure function of cases.jsonl and run.json (seeded bootstraps, UTC dates), so the
-same records always give byte-identical markdown.
+Nothing here measures or writes: `harness.report.write` renders the Report in every format and draws
+the plots. Every number is a pure function of cases.jsonl and run.json (seeded bootstraps, UTC dates),
+so the same records always give byte-identical output.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .results import RunDir, load_frame
-from .significance import compare_times
-from .stats import Summary, summarize
+from ..analysis.significance import compare_times
+from ..analysis.stats import summarize
+from ..records import Record
+from ..results import RunDir
+from . import plots
+from .model import Config, Group, Report, Section
+from .verdict import verdict
 
-# Fairness-manifest keys (SPEC 5.8) compared between frameworks in one comparison. Left out on purpose:
+# Fairness-manifest keys (docs/spec.md 5.8) compared between frameworks in one comparison. Left out on purpose:
 # `versions`, `framework`, `adapter` and descriptive notes (`optimizer_impl`, `recurrent`, `donation`,
 # `mkldnn`, `onednn`, `backend`, `device`, `gpu`), which differ by nature. A key reported by only one
 # framework (torch's `fp32_precision`, jax's `matmul_precision`) cannot differ and is not listed.
@@ -33,114 +31,49 @@ UNSTABLE_PREFIXES = ("unstable", "too few samples")
 CPU_CAP_PREFIXES = ("thread cap exceeded", "cores idle")
 
 
-@dataclass(frozen=True)
-class Config:
-    """One configuration of one framework, its worker processes pooled."""
-
-    config_id: str  # the case_id without its process suffix
-    framework: str
-    batch_size: int
-    times_s: tuple[float, ...]  # seconds per step, every sample of every process
-    summary: Summary
-    first_step_s: tuple[float, ...]  # one per process
-    memory_bytes: tuple[float, ...]  # peak device memory on GPU, else peak host RSS; one per process
-    flops_per_s: float | None
-    cpu_utilisation: float | None
-    processes: int
-    warnings: tuple[str, ...]
-    validated: str
-    manifest: dict[str, Any]
-
-    @property
-    def samples_per_s(self) -> float:
-        return self.batch_size / self.summary.median
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return self.batch_size / self.summary.ci_high, self.batch_size / self.summary.ci_low
-
-
-@dataclass
-class Group:
-    """One comparison: a model, mode, device, precision, thread count, params and optimizer."""
-
-    model: str
-    mode: str
-    device: str
-    precision: str
-    threads: int
-    params: str
-    optimizer: str
-    configs: list[Config] = field(default_factory=list)
-
-    @property
-    def title(self) -> str:
-        t = (f"{self.model} · {self.mode}" + (f" ({self.optimizer})" if self.optimizer else "")
-             + f" · {self.device} · {self.precision} · {self.threads} thread{'s' if self.threads != 1 else ''}")
-        return t + (f" · {self.params}" if self.params != "{}" else "")
-
-    @property
-    def slug(self) -> str:
-        """A short file-name-safe id: the readable parts, plus a hash of the params and optimizer options."""
-        base = f"{self.model}-{self.mode}-{self.optimizer.split(' ')[0]}-{self.device}-{self.precision}-t{self.threads}"
-        extra = self.params if self.params != "{}" else ""
-        extra += self.optimizer.partition(" ")[2]
-        tag = f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else ""
-        return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") + tag
-
-    def batches(self) -> list[int]:
-        return sorted({c.batch_size for c in self.configs})
-
-    def at(self, batch: int) -> list[Config]:
-        return [c for c in self.configs if c.batch_size == batch]
-
-
-def _validated(rec: dict[str, Any]) -> str:
-    # Read from record["validated"] (see harness/results.py); absent means `bench validate` never ran.
-    v = rec.get("validated")
-    if not isinstance(v, dict) or not v.get("status"):
+def _validated(rec: Record) -> str:
+    # From the record's `validated` entry (harness.validate.cache); absent: `bench validate` never ran.
+    v = rec.validated
+    if not v or not v.get("status"):
         return "not validated"
     return str(v["status"]) + (f" (vs {v['against']})" if v.get("against") else "")
 
 
-def _config(recs: list[dict[str, Any]]) -> Config:
-    case = recs[0]["case"]
-    times = tuple(float(t) for r in recs for t in r["samples_s"])
+def _config(recs: list[Record]) -> Config:
+    case = recs[0].case
+    times = tuple(t for r in recs for t in r.samples_s)
     s = summarize(list(times))
     mem = []
     for r in recs:
-        m = r["metrics"]
-        v = m.get("peak_device_memory_bytes") if case["device"] != "cpu" else None
-        v = v if v is not None else m.get("peak_host_rss_bytes")
+        v = r.metrics.peak_device_memory_bytes if case.device != "cpu" else None
+        v = v if v is not None else r.metrics.peak_host_rss_bytes
         if v is not None:
             mem.append(float(v))
-    fps = recs[0]["metrics"].get("flops_per_sample")
-    cpu = [r["metrics"]["cpu_utilisation"] for r in recs if r["metrics"].get("cpu_utilisation") is not None]
+    fps = recs[0].metrics.flops_per_sample
+    cpu = [r.metrics.cpu_utilisation for r in recs if r.metrics.cpu_utilisation is not None]
     return Config(
-        config_id=recs[0]["case_id"].rsplit("-p", 1)[0], framework=case["framework"], batch_size=case["batch_size"], times_s=times, summary=s,
-        first_step_s=tuple(float(r["metrics"]["first_step_s"]) for r in recs), memory_bytes=tuple(mem),
-        flops_per_s=fps * case["batch_size"] / s.median if fps else None,
+        config_id=recs[0].config_id, framework=case.framework, batch_size=case.batch_size, times_s=times,
+        summary=s, first_step_s=tuple(float(r.metrics.first_step_s) for r in recs), memory_bytes=tuple(mem),
+        flops_per_s=fps * case.batch_size / s.median if fps else None,
         cpu_utilisation=sum(cpu) / len(cpu) if cpu else None, processes=len(recs),
-        warnings=tuple(dict.fromkeys(w for r in recs for w in r["warnings"])),
+        warnings=tuple(dict.fromkeys(w for r in recs for w in r.warnings)),
         validated=next((_validated(r) for r in recs if _validated(r) != "not validated"), "not validated"),
-        manifest=recs[0]["manifest"])
+        manifest=recs[0].manifest)
 
 
-def collect_groups(records: list[dict[str, Any]]) -> list[Group]:
+def collect_groups(records: list[Record]) -> list[Group]:
     """Ok records pooled per configuration (processes) and grouped into comparisons, sorted."""
-    configs: dict[str, list[dict[str, Any]]] = {}
+    configs: dict[str, list[Record]] = {}
     for r in records:
-        if r["status"] == "ok":
-            configs.setdefault(r["case_id"].rsplit("-p", 1)[0], []).append(r)
+        if r.ok:
+            configs.setdefault(r.config_id, []).append(r)
     groups: dict[tuple, Group] = {}
     for recs in configs.values():
-        c = recs[0]["case"]
+        c = recs[0].case
         opt = ""
-        if c["mode"] == "train":
-            opt = c["optimizer"] + (f" {json.dumps(c.get('optimizer_params'), sort_keys=True)}"
-                                    if c.get("optimizer_params") else "")
-        key = (c["model"], c["mode"], c["device"], c["precision"], c["threads"],
-               json.dumps(c["model_params"], sort_keys=True), opt)
+        if c.mode == "train":
+            opt = c.optimizer + (f" {json.dumps(c.optimizer_params, sort_keys=True)}" if c.optimizer_params else "")
+        key = (c.model, c.mode, c.device, c.precision, c.threads, json.dumps(c.model_params, sort_keys=True), opt)
         groups.setdefault(key, Group(*key)).configs.append(_config(recs))
     for g in groups.values():
         g.configs.sort(key=lambda x: (x.batch_size, -x.samples_per_s, x.framework))
@@ -245,64 +178,35 @@ def warning_lists(groups: list[Group]) -> list[tuple[str, list[str]]]:
     return [(k, v) for k, v in buckets.items() if v]
 
 
-def not_measured_tables(records: list[dict[str, Any]]) -> list[tuple[str, pd.DataFrame]]:
+def not_measured_tables(records: list[Record]) -> list[tuple[str, pd.DataFrame]]:
     out = []
     for title, statuses in (("Skipped", ("skipped",)), ("Failed or timed out", ("failed", "timeout"))):
-        rows = [{"case": (f"{r['case']['framework']} {r['case']['model']} {r['case']['mode']} "
-                          f"b={r['case']['batch_size']} {r['case']['device']} {r['case']['precision']}"),
-                 "status": r["status"], "reason": " ".join((r["reason"] or "").split())}
-                for r in records if r["status"] in statuses]
+        rows = [{"case": (f"{r.case.framework} {r.case.model} {r.case.mode} b={r.case.batch_size} "
+                          f"{r.case.device} {r.case.precision}"),
+                 "status": r.status, "reason": " ".join((r.reason or "").split())}
+                for r in records if r.status in statuses]
         if rows:
             out.append((title, pd.DataFrame(rows)))
     return out
 
 
-@dataclass
-class Section:
-    title: str
-    table: pd.DataFrame
-    notes: list[str]
-    plots: list[tuple[str, str]]  # (caption, path relative to the run directory)
-
-
-@dataclass
-class Report:
-    title: str
-    intro: list[str]
-    frameworks: pd.DataFrame
-    verdict_method: str
-    verdict: pd.DataFrame
-    answers: list[tuple[str, str]]
-    settings: pd.DataFrame
-    method: str
-    sections: list[Section]
-    startup_plot: tuple[str, str] | None
-    warnings: list[tuple[str, list[str]]]
-    not_measured: list[tuple[str, pd.DataFrame]]
-    notes: list[str]
-    groups: list[Group]  # what the plots are drawn from
-
-
-def _frameworks(records: list[dict[str, Any]]) -> pd.DataFrame:
+def _frameworks(records: list[Record]) -> pd.DataFrame:
     seen: dict[str, str] = {}
     for r in records:
-        if r["status"] == "ok" and r["case"]["framework"] not in seen:
-            v = r["manifest"].get("versions", {})
-            seen[r["case"]["framework"]] = ", ".join(f"{k} {x}" for k, x in v.items() if x) or "-"
+        if r.ok and r.case.framework not in seen:
+            v = r.manifest.get("versions", {})
+            seen[r.case.framework] = ", ".join(f"{k} {x}" for k, x in v.items() if x) or "-"
     return pd.DataFrame([{"adapter": k, "versions": v} for k, v in sorted(seen.items())],
                         columns=["adapter", "versions"])
 
 
 def build_report(run: RunDir) -> Report:
-    from . import plots
-    from .verdict import verdict
-
     meta, records = run.meta(), run.records()
-    host = meta.get("host", {})
+    host = meta.host
     groups = collect_groups(records)
-    when = (dt.datetime.fromtimestamp(meta["started"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            if meta.get("started") else "?")
-    counts = {s: sum(r["status"] == s for r in records) for s in ("ok", "skipped", "failed", "timeout")}
+    when = (dt.datetime.fromtimestamp(meta.started, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            if meta.started else "?")
+    counts = {s: sum(r.status == s for r in records) for s in ("ok", "skipped", "failed", "timeout")}
     intro = [f"Run {run.path.name}, started {when}; {len(records)} case records: {counts['ok']} measured, "
              f"{counts['skipped']} skipped, {counts['failed'] + counts['timeout']} failed or timed out.",
              f"Host: {host.get('hostname', '?')}, {host.get('cpu_model', '?')}, "
@@ -318,7 +222,7 @@ def build_report(run: RunDir) -> Report:
         sections.append(Section(g.title, group_table(g), notes, plots.plot_paths(g)))
     notes = [f"Ignored unreadable line(s) {run.torn_lines} of cases.jsonl (a torn write)."] if run.torn_lines else []
     return Report(
-        title=f"xfbench report: {meta.get('suite', '?')}", intro=intro, frameworks=_frameworks(records),
+        title=f"xfbench report: {meta.suite}", intro=intro, frameworks=_frameworks(records),
         verdict_method=v.method, verdict=v.table, answers=v.answers, settings=settings_table(groups),
         method=("samples/s is the median over all samples of all worker processes (each sample: k steps, then a "
                 "full device sync); its 95% CI is a percentile bootstrap of the median. rel. speed is the "
@@ -331,23 +235,3 @@ def build_report(run: RunDir) -> Report:
                 "Warnings."),
         sections=sections, startup_plot=plots.startup_path(groups), warnings=warning_lists(groups),
         not_measured=not_measured_tables(records), notes=notes, groups=groups)
-
-
-def write_reports(run_path: Path) -> dict[str, Path]:
-    """Write report.md, report.html, results.csv and plots/*.png into the run directory; return their paths."""
-    from . import plots
-    from .report_html import render_html
-    from .report_md import render_markdown
-
-    run = RunDir(Path(run_path))
-    report = build_report(run)
-    written = plots.write_plots(run.path, report.groups)
-    for stale in set((run.path / plots.PLOTS_DIR).glob("*.png")) - set(written):
-        stale.unlink()  # a figure of a comparison no longer in the records
-    out = {"report.md": run.path / "report.md", "report.html": run.path / "report.html",
-           "results.csv": run.path / "results.csv"}
-    out["report.md"].write_text(render_markdown(report))
-    out["report.html"].write_text(render_html(report, run.path))
-    load_frame(run.path).to_csv(out["results.csv"], index=False)
-    out.update({f"plots/{p.name}": p for p in written})
-    return out

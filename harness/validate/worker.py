@@ -1,10 +1,10 @@
 """The validation worker: one framework, one process, its numbers for `bench validate` as canonical .npz.
 
-Usage (by harness.validate, not by people): python -m harness.validate_worker JOB.json
+Usage (by harness.validate.matrix, not by people): python -m harness.validate.worker JOB.json
 
 JOB names the adapter, the check set ("forward" or "full"), the optimizers, the number of curve steps,
 the threads, and per model a directory holding `weights.npz` and `inputs.npz` (written by the parent).
-The worker writes `<adapter>.npz` into each model's directory (SPEC section 6 names: `logits`, `loss`,
+The worker writes `<adapter>.npz` into each model's directory (docs/spec.md section 6 names: `logits`, `loss`,
 `grad.<name>`, `step.<optimizer>.<name>`, and `curve.<optimizer>`, the loss before each of the curve
 steps) and `<adapter>.json`: {"error": message or null, "parameters": count}.
 """
@@ -18,27 +18,31 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .results import write_json_atomic
+from ..results import write_json_atomic
 
 CURVE_OPTIMIZERS = ("sgd", "adam")
 
 
-def _adapter(cls: type, info: Any, spec: Any, optimizer: Any, precision: str, threads: int, seed: int):
-    adapter = cls(device="cpu", precision=precision, threads=threads, seed=seed, **info.options)
+def _adapter(cls: type, info: Any, spec: Any, optimizer: Any, precision: str, threads: int, seed: int,
+             device: str = "cpu"):
+    adapter = cls(device=device, precision=precision, threads=threads, seed=seed, **info.options)
     adapter.build(spec, optimizer)
     return adapter
 
 
 def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, checks: str, optimizers: list[str],
-            curve_steps: int, emit: Callable[[str, Any], None], threads: int = 1, seed: int = 0) -> None:
+            curve_steps: int, emit: Callable[[str, Any], None], threads: int = 1, seed: int = 0,
+            device: str = "cpu") -> None:
     """Every number one adapter contributes to validation of one model, in canonical names, one `emit` each.
 
     Emitted as soon as computed: AlexNet's float64 weights after each optimizer are ~0.5 GB apiece.
     """
-    from .optimizers import build_optimizer
+    from ..optimizers import build_optimizer
 
     # float32 forward first: jax's x64 switch is process-wide and each adapter sets it in __init__.
-    fp32 = _adapter(cls, info, spec, None, "fp32", threads, seed)
+    if info.reference:
+        device = "cpu"  # the NumPy reference is the CPU truth the device's numbers are held against
+    fp32 = _adapter(cls, info, spec, None, "fp32", threads, seed, device)
     if fp32.parameter_count() != spec.parameter_count():
         raise RuntimeError(f"parameters: the adapter builds {fp32.parameter_count():,}, "
                            f"the spec says {spec.parameter_count():,}")
@@ -51,7 +55,7 @@ def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, che
     if checks == "forward" or info.reference:
         return
     for i, name in enumerate(optimizers):
-        a = _adapter(cls, info, spec, build_optimizer(name), "fp64", threads, seed)
+        a = _adapter(cls, info, spec, build_optimizer(name), "fp64", threads, seed, device)
         a.load_weights(weights)
         batch = a.put_batch(inputs["x"], inputs["y"])
         if i == 0:
@@ -65,7 +69,7 @@ def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, che
         del a, batch
         gc.collect()  # jit closures keep an adapter in reference cycles: free its weights before the next
     for name in CURVE_OPTIMIZERS if curve_steps else ():
-        a = _adapter(cls, info, spec, build_optimizer(name), "fp64", threads, seed)
+        a = _adapter(cls, info, spec, build_optimizer(name), "fp64", threads, seed, device)
         a.load_weights(weights)
         batches = [a.put_batch(x, y) for x, y in zip(inputs["curve.x"], inputs["curve.y"])]
         curve = []
@@ -95,17 +99,17 @@ class NpzWriter:
 
 
 def main(argv: list[str]) -> int:
-    from .worker import die_with_parent, pin_threads
+    from ..measure.process import die_with_parent, pin_threads
 
     die_with_parent()
     if len(argv) != 1:
-        print("usage: python -m harness.validate_worker JOB.json", file=sys.stderr)
+        print("usage: python -m harness.validate.worker JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text())
     pin_threads(job["threads"])  # before numpy or the framework loads its thread pools
-    from .adapter import AdapterInfo
-    from .models import build_spec
-    from .weights import load_npz
+    from ..adapter import AdapterInfo
+    from ..models import build_spec
+    from ..weights import load_npz
 
     # The parent's AdapterInfo, not a fresh discover(): a test may validate an adapter it registered itself.
     info = AdapterInfo(**{**job["info"], "requires": tuple(job["info"]["requires"]),
@@ -121,7 +125,8 @@ def main(argv: list[str]) -> int:
             try:
                 compute(cls=cls, info=info, spec=spec, weights=load_npz(folder / "weights.npz"),
                         inputs=load_npz(folder / "inputs.npz"), checks=job["checks"], optimizers=job["optimizers"],
-                        curve_steps=job["curve_steps"], emit=writer, threads=job["threads"])
+                        curve_steps=job["curve_steps"], emit=writer, threads=job["threads"],
+                        device=job.get("device", "cpu"))
             finally:
                 writer.close()
         except Exception as e:  # one model's failure is a result; the other models still run

@@ -23,20 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .case import DEVICES, MODES, PRECISIONS, Case, MeasureConfig
+from ..case import DEVICES, MODES, PRECISIONS, Case, MeasureConfig
+from ..errors import XfbenchError
+from ..models import SpecError, build_spec
+from ..optimizers import build_optimizer
 from .memory import too_big
-from .models import SpecError, build_spec
-from .optimizers import build_optimizer
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 
 
-class SuiteError(ValueError):
+class SuiteError(XfbenchError, ValueError):
     """A suite that cannot be run as written; the message names the file and the key."""
 
 

@@ -2,7 +2,7 @@
 
 A configuration is matched on its case config without the measurement knobs (`measure`,
 `case_timeout_s`) and the process index; its processes are pooled. Significance follows
-`harness.significance` (Mann-Whitney U p < 0.05 and non-overlapping 95% CIs of the medians).
+`harness.analysis.significance` (Mann-Whitney U p < 0.05 and non-overlapping 95% CIs of the medians).
 """
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from .case import Case
-from .results import RunDir
-from .significance import Comparison, compare_times, geomean_speedup
+from ..analysis.significance import Comparison, compare_times, geomean_speedup
+from ..errors import XfbenchError
+from ..records import Record
+from ..results import RunDir
+from .formats.markdown import md_table
 
 IGNORED_CASE_KEYS = ("measure", "case_timeout_s", "process")
 
 
-class CompareError(ValueError):
+class CompareError(XfbenchError, ValueError):
     """Two runs that cannot be compared (nothing measured in both)."""
 
 
@@ -53,26 +54,19 @@ class RunComparison:
         return [d for d in self.diffs if d.comparison.significant and d.slowdown_pct > pct]
 
 
-def _identity(case: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in case.items() if k not in IGNORED_CASE_KEYS}, sort_keys=True)
-
-
-def _label(case: dict[str, Any]) -> str:
-    try:
-        return Case.from_dict(case).label()
-    except TypeError:  # a case dict from a different schema revision: fall back to its main fields
-        return " ".join(str(case.get(k)) for k in ("framework", "model", "mode", "batch_size", "device"))
+def _identity(rec: Record) -> str:
+    return json.dumps({k: v for k, v in rec.case.to_dict().items() if k not in IGNORED_CASE_KEYS}, sort_keys=True)
 
 
 def _pooled(run: RunDir) -> dict[str, tuple[str, int, tuple[float, ...]]]:
     """identity -> (label, batch size, per-step times of every ok process)."""
     out: dict[str, tuple[str, int, tuple[float, ...]]] = {}
     for r in run.records():
-        if r["status"] != "ok":
+        if not r.ok:
             continue
-        key = _identity(r["case"])
-        label, b, times = out.get(key, (_label(r["case"]), r["case"]["batch_size"], ()))
-        out[key] = (label, b, times + tuple(float(t) for t in r["samples_s"]))
+        key = _identity(r)
+        label, b, times = out.get(key, (r.case.label(), r.case.batch_size, ()))
+        out[key] = (label, b, times + r.samples_s)
     return out
 
 
@@ -94,7 +88,7 @@ def compare_runs(run_a: Path, run_b: Path) -> RunComparison:
 
 
 def _when(run: str) -> str:
-    started = RunDir(Path(run)).meta().get("started")
+    started = RunDir(Path(run)).meta().started
     return dt.datetime.fromtimestamp(started, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if started else "?"
 
 
@@ -102,10 +96,8 @@ def render_comparison(rc: RunComparison, fail_above: float | None = None) -> str
     """Markdown: one row per configuration, a summary line and, with `fail_above`, the gate's result."""
     rows = [{"case": d.label, "A samples/s": f"{d.a_per_s:,.1f}", "B samples/s": f"{d.b_per_s:,.1f}",
              "B vs A": d.comparison.label(), "p": f"{d.comparison.p_value:.3g}"} for d in rc.diffs]
-    df = pd.DataFrame(rows)
-    lines = [f"A: {rc.a} ({_when(rc.a)})", f"B: {rc.b} ({_when(rc.b)})", "",
-             "| " + " | ".join(df.columns) + " |", "|---|---:|---:|---|---:|"]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines = [f"A: {rc.a} ({_when(rc.a)})", f"B: {rc.b} ({_when(rc.b)})", ""]
+    lines += md_table(pd.DataFrame(rows), right={"A samples/s", "B samples/s", "p"})
     faster = sum(d.comparison.significant and d.comparison.speedup >= 1 for d in rc.diffs)
     slower = sum(d.comparison.significant and d.comparison.speedup < 1 for d in rc.diffs)
     geo, lo, hi = geomean_speedup([(d.a_times_s, d.b_times_s) for d in rc.diffs])

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import Report
-from .report_md import RIGHT
+from ..model import RIGHT, Report
+
+FILENAME = "report.html"
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
@@ -45,7 +46,7 @@ def _figure(caption: str, rel: str, run_path: Path) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def render_html(r: Report, run_path: Path) -> str:
+def render(r: Report, run_path: Path) -> str:
     p = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(r.title)}</title>",
          f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(r.title)}</h1>"]
     p += [f"<p>{_text(line)}</p>" for line in r.intro]

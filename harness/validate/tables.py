@@ -6,12 +6,19 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from .validate import Validation, pair_error
+from ..equivalence import FORWARD_TOL, FP64_TOL, pair_error
+from ..optimizers import OPTIMIZERS
+from .matrix import Validation
 
 CURVE_COLUMNS = (1, 5, 10, 20)  # steps shown in the loss-curve table (1-based)
 WIDTH = 160  # characters: the matrix is wide; a pipe's default of 80 would cut every cell
 _SHORT = {"momentum": "mom.", "adagrad": "adagr.", "adadelta": "adadel.", "rmsprop": "rmsp.",
           "curve.sgd": "curve sgd", "curve.adam": "curve adam"}
+
+
+def _exp(x: float) -> str:
+    """1e-05 -> 1e-5."""
+    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def _columns(result: Validation) -> list[str]:
@@ -23,7 +30,6 @@ def _columns(result: Validation) -> list[str]:
 
 
 def _optimizer_order(check: str) -> int:
-    from .optimizers import OPTIMIZERS
     return list(OPTIMIZERS).index(check.removeprefix("step.")) if check.removeprefix("step.") in OPTIMIZERS else 99
 
 
@@ -31,8 +37,9 @@ def matrix_table(result: Validation) -> Table:
     """model x framework rows, one column per check: the largest error against any other framework."""
     cols = _columns(result)
     t = Table(title="bench validate: largest error against every other framework",
-              caption="pass: logits, loss <= 1e-5 max-abs-relative (float32); grad, curves <= 1e-9 max-abs-relative,"
-                      " 3-step updates <= 1e-9 norm-relative per tensor (float64)")
+              caption=f"pass: logits, loss <= {_exp(FORWARD_TOL)} max-abs-relative (float32); grad, curves <= "
+                      f"{_exp(FP64_TOL)} max-abs-relative, 3-step updates <= {_exp(FP64_TOL)} norm-relative per tensor "
+                      "(float64)")
     t.add_column("model")
     t.add_column("framework")
     for c in cols:

@@ -18,14 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from .report import collect_groups
-from .results import RunDir, load_frame
+from ..errors import XfbenchError
+from ..results import RunDir, load_frame
+from .build import collect_groups
 
 FORMATS = ("pytest-benchmark", "csv", "parquet")
 DEFAULT_NAMES = {"pytest-benchmark": "pytest-benchmark.json", "csv": "cases.csv", "parquet": "cases.parquet"}
 
 
-class ExportError(ValueError):
+class ExportError(XfbenchError, ValueError):
     """An export that cannot be written (unknown format, missing optional package)."""
 
 
@@ -48,11 +49,11 @@ def benchmark_stats(data: list[float]) -> dict[str, Any]:
 
 def pytest_benchmark_json(run: RunDir) -> dict[str, Any]:
     meta, records = run.meta(), run.records()
-    host = meta.get("host", {})
-    first: dict[str, dict[str, Any]] = {}  # config id -> its first ok record (measurement options)
+    host = meta.host
+    first = {}  # config id -> its first ok record (measurement options)
     for r in records:
-        if r["status"] == "ok":
-            first.setdefault(r["case_id"].rsplit("-p", 1)[0], r)
+        if r.ok:
+            first.setdefault(r.config_id, r)
     benchmarks = []
     for g in collect_groups(records):
         group = g.title
@@ -60,20 +61,20 @@ def pytest_benchmark_json(run: RunDir) -> dict[str, Any]:
             rec = first[c.config_id]
             param = f"{c.framework}-b{c.batch_size}"
             name = f"{g.model}_{g.mode}[{param}]"
-            m = rec["case"].get("measure", {})
+            m = rec.case.measure
             stats = benchmark_stats(list(c.times_s))
             benchmarks.append({
-                "group": group, "name": name, "fullname": f"xfbench/{meta.get('suite', 'run')}::{group}::{name}",
+                "group": group, "name": name, "fullname": f"xfbench/{meta.suite}::{group}::{name}",
                 "params": {"framework": c.framework, "batch_size": c.batch_size}, "param": param,
                 "extra_info": {"samples_per_s": c.samples_per_s, "samples_per_s_ci": list(c.ci),
                                "first_step_s": min(c.first_step_s), "processes": c.processes,
-                               "warnings": list(c.warnings), "case_id": rec["case_id"]},
-                "options": {"timer": "perf_counter_ns", "min_rounds": m.get("min_samples"),
-                            "max_time": m.get("max_time_s"), "min_time": m.get("min_sample_s"),
-                            "warmup": m.get("warmup_steps"), "disable_gc": False},
-                "stats": {**stats, "iterations": rec["metrics"].get("steps_per_sample", 1)},
+                               "warnings": list(c.warnings), "case_id": rec.case_id},
+                "options": {"timer": "perf_counter_ns", "min_rounds": m.min_samples,
+                            "max_time": m.max_time_s, "min_time": m.min_sample_s,
+                            "warmup": m.warmup_steps, "disable_gc": False},
+                "stats": {**stats, "iterations": rec.metrics.steps_per_sample or 1},
             })
-    started = meta.get("started")
+    started = meta.started
     return {
         "machine_info": {"node": host.get("hostname", ""), "processor": host.get("cpu_model", ""),
                          "machine": host.get("os", ""), "python_implementation": "CPython",

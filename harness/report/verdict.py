@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
-from .significance import Score, clear_winner, compare_times, relative_to_best
-
-if TYPE_CHECKING:
-    from .report import Config, Group
+from ..analysis.significance import Score, clear_winner, compare_times, relative_to_best
+from .model import Config, Group
 
 METHOD = (
     "A comparable case is one model, mode, device, precision, thread count and batch size that at least two "
@@ -31,10 +29,10 @@ class Verdict:
     answers: list[tuple[str, str]]
 
 
-Case = tuple["Group", list["Config"]]
+Comparable = tuple[Group, list[Config]]  # one job at one batch size, the configs that measured it
 
 
-def comparable_cases(groups: Sequence["Group"]) -> list[Case]:
+def comparable_cases(groups: Sequence[Group]) -> list[Comparable]:
     """(group, configs at one batch size) wherever at least two frameworks measured the same job."""
     out = []
     for g in groups:
@@ -45,7 +43,7 @@ def comparable_cases(groups: Sequence["Group"]) -> list[Case]:
     return out
 
 
-def win_tie_loss(cases: Sequence[Case]) -> dict[str, list[int]]:
+def win_tie_loss(cases: Sequence[Comparable]) -> dict[str, list[int]]:
     """Framework -> [wins, ties, losses] against the fastest of each case (see METHOD)."""
     out: dict[str, list[int]] = {}
     for _, peers in cases:
@@ -63,7 +61,7 @@ def win_tie_loss(cases: Sequence[Case]) -> dict[str, list[int]]:
     return out
 
 
-def _scores(cases: Sequence[Case], observe: Callable[["Config"], Sequence[float]]) -> dict[str, Score]:
+def _scores(cases: Sequence[Comparable], observe: Callable[[Config], Sequence[float]]) -> dict[str, Score]:
     data = []
     for _, peers in cases:
         obs = {c.framework: observe(c) for c in peers if observe(c)}
@@ -87,7 +85,7 @@ def answer(scores: dict[str, Score]) -> str:
     return _fmt(winner, scores[winner]) + (f"; next {_fmt(rest[0], scores[rest[0]])}" if rest else "")
 
 
-def _small_batch(cases: Sequence[Case]) -> list[Case]:
+def _small_batch(cases: Sequence[Comparable]) -> list[Comparable]:
     smallest: dict[tuple, int] = {}
     for g, peers in cases:
         k = (g.model, g.device, g.precision, g.threads, g.params)
@@ -96,7 +94,7 @@ def _small_batch(cases: Sequence[Case]) -> list[Case]:
             if g.mode == "infer" and p[0].batch_size == smallest[(g.model, g.device, g.precision, g.threads, g.params)]]
 
 
-def verdict(groups: Sequence["Group"]) -> Verdict:
+def verdict(groups: Sequence[Group]) -> Verdict:
     cases = comparable_cases(groups)
     overall = _scores(cases, lambda c: c.times_s)
     wtl = win_tie_loss(cases)

@@ -1,0 +1,136 @@
+"""The parent: runs each case in a fresh worker process, validates its record, keeps going on failure."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from ..adapter import AdapterInfo
+from ..case import Case
+from ..records import PlannedCase, Record, ResultsError
+from ..results import RunDir
+from .process import exit_reason, module_command, reap_orphans, run_isolated, signals_interrupt, tail
+
+# case -> (its `validated` entry or None, why it must not be timed or None); see harness.validate.cache
+Validation = Callable[[Case], "tuple[dict[str, Any] | None, str | None]"]
+
+
+class Progress(Protocol):
+    def started(self, index: int, total: int, case: Case) -> None: ...
+    def finished(self, index: int, total: int, case: Case, record: Record) -> None: ...
+
+
+class _Quiet:
+    def started(self, index: int, total: int, case: Case) -> None:
+        pass
+
+    def finished(self, index: int, total: int, case: Case, record: Record) -> None:
+        pass
+
+
+def run_worker(case: Case, workdir: Path, logdir: Path,
+               command: Callable[[Path, Path], list[str]] | None = None) -> Record:
+    """Run `case` in a fresh process and return its validated record, or a failed/timeout record."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    logdir.mkdir(parents=True, exist_ok=True)
+    case_file, rec_file = workdir / f"{case.case_id}.case.json", workdir / f"{case.case_id}.record.json"
+    log_file = logdir / f"{case.case_id}.log"
+    case_file.write_text(json.dumps(case.to_dict()))
+    rec_file.unlink(missing_ok=True)
+    cmd = (command or (lambda c, r: module_command("harness.measure.worker", c, r)))(case_file, rec_file)
+    started = time.time()
+    try:
+        code = run_isolated(cmd, log_file, case.case_timeout_s)
+    except OSError as e:
+        case_file.unlink(missing_ok=True)
+        return Record.of(case, "failed", f"cannot start the worker: {e}", started, time.time())
+    if code is None:
+        case_file.unlink(missing_ok=True)
+        return Record.of(case, "timeout", f"worker passed case_timeout_s={case.case_timeout_s:g} s",
+                         started, time.time(), stderr_tail=tail(log_file))
+    try:
+        rec = Record.from_json(json.loads(rec_file.read_text()))
+        if rec.case_id != case.case_id:
+            raise ResultsError(f"the record is for case {rec.case_id}, expected {case.case_id}")
+    except FileNotFoundError:
+        return Record.of(case, "failed", exit_reason(code) if code else "worker wrote no record",
+                         started, time.time(), stderr_tail=tail(log_file))
+    except (ValueError, OSError) as e:
+        return Record.of(case, "failed", f"invalid worker record: {e}", started, time.time(),
+                         stderr_tail=tail(log_file))
+    finally:
+        case_file.unlink(missing_ok=True)
+        rec_file.unlink(missing_ok=True)
+    return rec.replace(stderr_tail=tail(log_file)) if rec.status == "failed" else rec
+
+
+def plan_for_meta(cases: list[Case]) -> tuple[PlannedCase, ...]:
+    """The planned cases in run order, as stored in run.json so that `--resume` needs no suite file."""
+    return tuple(PlannedCase(c.case_id, c) for c in cases)
+
+
+def pending_cases(run: RunDir) -> tuple[list[Case], int]:
+    """The planned cases of `run` that have no record yet, in run order, and how many were planned."""
+    plan = run.meta().plan
+    if plan is None:
+        raise ResultsError(f"{run.path / 'run.json'} lists no planned cases (written before --resume "
+                           "existed, or not by bench run); start a new run instead")
+    done = {r.case_id for r in run.records()}
+    return [p.case for p in plan if p.case_id not in done and p.case.case_id not in done], len(plan)
+
+
+@dataclass
+class RunSummary:
+    records: list[Record]
+    interrupted: bool = False
+    orphans_killed: list[int] = field(default_factory=list)
+
+
+def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo],
+              progress: Progress | None = None, worker: Callable[..., Record] = run_worker,
+              validation: Validation | None = None) -> RunSummary:
+    """Run every case in order, appending each record to the run as soon as it exists.
+
+    `validation(case)` gives the record's `validated` entry and, for a case that must not be timed
+    (its `bench run --forward-check` failed), why: that case becomes a failed record, untimed.
+    Holds the run's lock throughout; Ctrl-C, SIGTERM or SIGHUP stop it after killing the running worker.
+    """
+    progress = progress or _Quiet()
+    summary = RunSummary(records=[], orphans_killed=reap_orphans())
+    missing = {name: info.missing() for name, info in frameworks.items()}
+    total = len(cases)
+    owns_lock = run.lock()
+    try:
+        with signals_interrupt():
+            for i, case in enumerate(cases, 1):
+                progress.started(i, total, case)
+                info = frameworks.get(case.framework)
+                validated, refused = validation(case) if validation else (None, None)
+                now = time.time()
+                if info is None:
+                    rec = Record.of(case, "skipped", f"no adapter named {case.framework!r} is registered", now, now)
+                elif missing[case.framework]:
+                    rec = Record.of(case, "skipped", f"{', '.join(missing[case.framework])} not installed; install "
+                                    f"it (e.g. pip install 'xfbench[{info.framework}]') to measure {case.framework}",
+                                    now, now)
+                elif refused:
+                    rec = Record.of(case, "failed", refused, now, now)
+                else:
+                    rec = worker(case, run.path / "work", run.path / "logs")
+                if validated:
+                    rec = rec.replace(validated=validated)
+                run.append(rec)
+                summary.records.append(rec)
+                progress.finished(i, total, case, rec)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if owns_lock:
+            run.unlock()
+        try:
+            (run.path / "work").rmdir()
+        except OSError:
+            pass
+    return summary

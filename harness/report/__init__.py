@@ -1,0 +1,1 @@
+"""Stage 3, report: records rendered as tables, plots, a verdict, comparisons and exports. Never measures."""

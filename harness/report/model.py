@@ -1,0 +1,103 @@
+"""The report's types: what `build` makes from records and every renderer reads. No logic beyond naming."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..analysis.stats import Summary
+
+# Columns that hold numbers are right-aligned in every format.
+RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "peak memory", "GFLOP/s", "CPU busy",
+         "samples", "speed vs best", "cases", "wins", "ties", "losses"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One configuration of one framework, its worker processes pooled."""
+
+    config_id: str  # the case_id without its process suffix
+    framework: str
+    batch_size: int
+    times_s: tuple[float, ...]  # seconds per step, every sample of every process
+    summary: Summary
+    first_step_s: tuple[float, ...]  # one per process
+    memory_bytes: tuple[float, ...]  # peak device memory on GPU, else peak host RSS; one per process
+    flops_per_s: float | None
+    cpu_utilisation: float | None
+    processes: int
+    warnings: tuple[str, ...]
+    validated: str
+    manifest: dict[str, Any]
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch_size / self.summary.median
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return self.batch_size / self.summary.ci_high, self.batch_size / self.summary.ci_low
+
+
+@dataclass
+class Group:
+    """One comparison: a model, mode, device, precision, thread count, params and optimizer."""
+
+    model: str
+    mode: str
+    device: str
+    precision: str
+    threads: int
+    params: str
+    optimizer: str
+    configs: list[Config] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        t = (f"{self.model} · {self.mode}" + (f" ({self.optimizer})" if self.optimizer else "")
+             + f" · {self.device} · {self.precision} · {self.threads} thread{'s' if self.threads != 1 else ''}")
+        return t + (f" · {self.params}" if self.params != "{}" else "")
+
+    @property
+    def slug(self) -> str:
+        """A short file-name-safe id: the readable parts, plus a hash of the params and optimizer options."""
+        base = f"{self.model}-{self.mode}-{self.optimizer.split(' ')[0]}-{self.device}-{self.precision}-t{self.threads}"
+        extra = self.params if self.params != "{}" else ""
+        extra += self.optimizer.partition(" ")[2]
+        tag = f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else ""
+        return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") + tag
+
+    def batches(self) -> list[int]:
+        return sorted({c.batch_size for c in self.configs})
+
+    def at(self, batch: int) -> list[Config]:
+        return [c for c in self.configs if c.batch_size == batch]
+
+
+@dataclass
+class Section:
+    title: str
+    table: pd.DataFrame
+    notes: list[str]
+    plots: list[tuple[str, str]]  # (caption, path relative to the run directory)
+
+
+@dataclass
+class Report:
+    title: str
+    intro: list[str]
+    frameworks: pd.DataFrame
+    verdict_method: str
+    verdict: pd.DataFrame
+    answers: list[tuple[str, str]]
+    settings: pd.DataFrame
+    method: str
+    sections: list[Section]
+    startup_plot: tuple[str, str] | None
+    warnings: list[tuple[str, list[str]]]
+    not_measured: list[tuple[str, pd.DataFrame]]
+    notes: list[str]
+    groups: list[Group]  # what the plots are drawn from

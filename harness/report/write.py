@@ -1,0 +1,25 @@
+"""Write a run's reports: every format of `harness.report.formats`, results.csv and plots/*.png."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..results import RunDir, load_frame
+from . import formats, plots
+from .build import build_report
+
+
+def write_reports(run_path: Path) -> dict[str, Path]:
+    """Write every report format, results.csv and the plots into the run directory; return their paths."""
+    run = RunDir(Path(run_path))
+    report = build_report(run)
+    written = plots.write_plots(run.path, report.groups)
+    for stale in set((run.path / plots.PLOTS_DIR).glob("*.png")) - set(written):
+        stale.unlink()  # a figure of a comparison no longer in the records
+    out = {}
+    for fmt in formats.available():
+        out[fmt.FILENAME] = run.path / fmt.FILENAME
+        out[fmt.FILENAME].write_text(fmt.render(report, run.path))
+    out["results.csv"] = run.path / "results.csv"
+    load_frame(run.path).to_csv(out["results.csv"], index=False)
+    out.update({f"{plots.PLOTS_DIR}/{p.name}": p for p in written})
+    return out

@@ -1,0 +1,132 @@
+"""A benchmark session as plain functions: plan a suite, execute it, resume it. No click, no rich.
+
+The command line (`harness.cli`) parses options, calls these with keyword arguments and displays what
+they return; tests call them directly. Every input problem is an `InputError` (an `XfbenchError`).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .adapter import AdapterInfo, discover
+from .case import MODES, Case
+from .errors import XfbenchError
+from .measure.host import host_info
+from .measure.runner import Progress, RunSummary, pending_cases, plan_for_meta, run_cases
+from .models import MODELS, build_spec
+from .plan.suites import Overrides, Suite, expand, load_suite
+from .records import RunMeta
+from .report.write import write_reports
+from .results import ResultsError, RunDir
+from .validate.cache import validation_lookup
+
+
+class InputError(XfbenchError):
+    """A command-line input that cannot be honoured; the message says what to do instead."""
+
+
+def split_csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def plan(suite_name: str, *, frameworks: str | None = None, models: str | None = None, modes: str | None = None,
+         batch_sizes: str | None = None, device: str | None = None, threads: int | None = None,
+         registry: dict[str, AdapterInfo] | None = None) -> tuple[Suite, list[Case]]:
+    """Load a suite and narrow it by the command-line options, in run order; InputError or SuiteError."""
+    registry = registry if registry is not None else discover()
+    fws = split_csv(frameworks)
+    for fw in fws or []:
+        if fw not in registry:
+            raise InputError(f"unknown framework {fw!r}; registered: {', '.join(registry)} "
+                             "(see `bench list frameworks`)")
+    ms = split_csv(models)
+    for m in ms or []:
+        if m not in MODELS:
+            raise InputError(f"unknown model {m!r}; choose one of {', '.join(MODELS)}")
+    md = split_csv(modes)
+    for m in md or []:
+        if m not in MODES:
+            raise InputError(f"unknown mode {m!r}; choose train or infer")
+    bs = None
+    if batch_sizes:
+        try:
+            bs = [int(b) for b in split_csv(batch_sizes) or []]
+        except ValueError:
+            raise InputError(f"--batch-sizes takes positive integers like 16,64; got {batch_sizes!r}") from None
+        if any(b <= 0 for b in bs):
+            raise InputError(f"--batch-sizes must be positive integers; got {batch_sizes!r}")
+    if threads is not None and threads < 0:
+        raise InputError("--threads must be >= 0 (0 means every available CPU)")
+    suite = load_suite(suite_name, registry)
+    over = Overrides(frameworks=fws, models=ms, modes=md, batch_sizes=bs, device=device, threads=threads)
+    cases = expand(suite, registry, over)
+    for c in cases:
+        build_spec(c.model, **c.model_params)
+    if not cases:
+        raise InputError(f"suite {suite_name!r} with these options has no case to run; widen the filters")
+    return suite, cases
+
+
+def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, AdapterInfo],
+            progress: Progress | None, validation: Any) -> RunSummary:
+    """Run `cases` into `run`, then record the end in run.json and write the reports."""
+    summary = run_cases(cases, run, registry, progress, validation=validation)
+    run.write_meta(meta.replace(finished=time.time(), interrupted=summary.interrupted))
+    write_reports(run.path)
+    return summary
+
+
+def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, AdapterInfo], argv: list[str],
+            progress: Progress | None = None, gate: dict[str, dict] | None = None) -> tuple[RunDir, RunSummary]:
+    """Create the run directory, run every case, write run.json and the reports."""
+    try:
+        run = RunDir.create(out, suite.name)
+    except OSError as e:
+        raise InputError(f"cannot create a run directory under {out}: {e.strerror}; choose a writable --out") from None
+    meta = RunMeta(suite=suite.name, suite_path=str(suite.path), description=suite.description,
+                   command=tuple(argv), started=time.time(), planned_cases=len(cases),
+                   plan=plan_for_meta(cases), host=host_info())
+    try:
+        run.write_meta(meta)
+    except OSError as e:  # nothing half-written: a run directory without run.json is no run
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise InputError(f"cannot write {run.path / 'run.json'}: {e.strerror}; choose a writable --out") from None
+    return run, _finish(run, meta, cases, registry, progress, validation_lookup(out, registry, gate))
+
+
+@dataclass
+class Resumption:
+    """An interrupted run reopened for `--resume`: locked, repaired, its pending cases listed."""
+
+    run: RunDir
+    meta: RunMeta
+    cases: list[Case]  # the planned cases without a record, in run order
+    planned: int
+    repaired: str | None  # what `RunDir.repair` did, if anything
+
+
+def reopen(run_path: Path, argv: list[str]) -> Resumption:
+    """Lock an interrupted run, cut a torn last line, and list what is left to run."""
+    try:
+        run = RunDir.open(run_path)
+        run.lock()  # refuses a run that another bench process is still writing
+        repaired = run.repair()
+        cases, planned = pending_cases(run)
+        meta = run.meta()
+        meta = meta.replace(resumed=(*meta.resumed, {"started": time.time(), "command": list(argv)}),
+                            finished=None, interrupted=False)
+        run.write_meta(meta)
+    except (ResultsError, OSError) as e:
+        raise InputError(f"cannot resume {run_path}: {e}") from None
+    return Resumption(run, meta, cases, planned, repaired)
+
+
+def resume(state: Resumption, registry: dict[str, AdapterInfo], progress: Progress | None = None) -> RunSummary:
+    """Run the pending cases of a reopened run; keep its records; write run.json and the reports."""
+    summary = _finish(state.run, state.meta, state.cases, registry, progress,
+                      validation_lookup(state.run.path.parent, registry))
+    state.run.unlock()
+    return summary
