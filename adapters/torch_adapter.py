@@ -13,6 +13,7 @@ from torch import nn
 from harness.adapter import Adapter, Unsupported
 from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
 from harness.optimizers import OptimizerSpec
+from harness.weights import check_weights
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.float32, "fp64": torch.float64}
@@ -54,6 +55,10 @@ class _TokenModel(nn.Module):
         self.rnn = rnn(emb.dim, rec.hidden, rec.layers, batch_first=True)
         self.out = nn.Linear(rec.hidden, out.units)
         h = rec.hidden
+        if rec.cell == "gru":
+            # A buffer, so that `.to(device, dtype)` moves it with the model: a CPU tensor here would be
+            # copied to the GPU in every backward, a blocking copy that syncs the stream mid-step.
+            self.register_buffer("bias_hh_mask", torch.cat([torch.zeros(2 * h), torch.ones(h)]), persistent=False)
         for i in range(rec.layers):
             b_hh = getattr(self.rnn, f"bias_hh_l{i}")
             if rec.cell == "lstm":
@@ -61,8 +66,7 @@ class _TokenModel(nn.Module):
                 b_hh.requires_grad_(False)
             else:
                 # bias_hh = [0, 0, b_hn]: its r and z parts duplicate bias_ih and must never move.
-                mask = torch.cat([torch.zeros(2 * h), torch.ones(h)])
-                b_hh.register_hook(lambda g, m=mask: g * m.to(g.device, g.dtype))
+                b_hh.register_hook(lambda g: g * self.bias_hh_mask)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
         seq, _ = self.rnn(self.embed(tokens))
@@ -145,9 +149,7 @@ class TorchAdapter(Adapter):
 
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
         params = self._canonical_params()
-        if set(params) != set(weights):
-            raise ValueError(f"weight names differ: missing {sorted(set(params) - set(weights))}, "
-                             f"unexpected {sorted(set(weights) - set(params))}")
+        check_weights(weights, params)
         with torch.no_grad():
             if isinstance(self.model, _TokenModel):  # bias_hh is zero but for the GRU's b_hn
                 for i in range(self.model.num_layers):
