@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import XfbenchError
 from .models import ModelSpec
 from .optimizers import OptimizerSpec
 
@@ -57,17 +58,57 @@ class AdapterInfo:
         return getattr(importlib.import_module(module), cls)
 
 
+class AdapterClash(XfbenchError):
+    """Two installed packages register an adapter under the same name; neither may silently win."""
+
+
 def discover() -> dict[str, AdapterInfo]:
-    """Every adapter registered under the entry-point group, built-in ones included, by name."""
+    """Every working adapter registered under the entry-point group, built-in ones included, by name."""
+    return discover_all()[0]
+
+
+def discover_all() -> tuple[dict[str, AdapterInfo], dict[str, str]]:
+    """The working adapters by name, and the broken ones: name -> why (a one-line reason naming the package).
+
+    One broken third-party adapter (its module raises on import, or it is not an AdapterInfo) is set
+    aside so that every other command still works; a name registered twice is an AdapterClash.
+    """
     found: dict[str, AdapterInfo] = {}
+    broken: dict[str, str] = {}
+    owners: dict[str, str] = {}
     for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-        info = ep.load()
-        if not isinstance(info, AdapterInfo):
-            raise TypeError(f"entry point {ep.name} = {ep.value} is not an AdapterInfo")
-        if info.name != ep.name:
-            raise TypeError(f"entry point {ep.name} names an adapter called {info.name!r}")
-        found[info.name] = info
-    return dict(sorted(found.items()))
+        package = getattr(ep.dist, "name", None) or "an unknown package"
+        if ep.name in owners:
+            raise AdapterClash(f"two packages register the adapter {ep.name!r}: {owners[ep.name]} and {package}; "
+                               "uninstall one of them")
+        owners[ep.name] = package
+        try:
+            found[ep.name] = _load(ep)
+        except Exception as e:  # anything a third-party module does on import
+            broken[ep.name] = f"{_one_line(e)} (entry point {ep.value} of {package})"
+    return dict(sorted(found.items())), dict(sorted(broken.items()))
+
+
+def _load(ep: md.EntryPoint) -> AdapterInfo:
+    """The AdapterInfo an entry point names; TypeError if it is something else."""
+    info = ep.load()
+    if not isinstance(info, AdapterInfo):
+        raise TypeError(f"{type(info).__name__} is not an AdapterInfo")
+    if info.name != ep.name:
+        raise TypeError(f"the entry point names an adapter called {info.name!r}")
+    return info
+
+
+def _one_line(e: BaseException) -> str:
+    """`Type: message`, the message's first line only, at most 200 characters."""
+    text = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def why_broken(name: str) -> str | None:
+    """Why the registered adapter `name` cannot be used, as a sentence; None if it is not broken."""
+    why = discover_all()[1].get(name)
+    return f"the adapter {name!r} is broken: {why}; fix or uninstall that package" if why else None
 
 
 class Adapter(abc.ABC):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -40,6 +41,14 @@ class Case:
     seed: int = 0
     process: int = 0  # which repetition (worker process) of the same configuration
     case_timeout_s: float = 600.0
+    # The worker's processes together may hold this much resident memory; None: a safe share of what is
+    # available when the case starts (harness.measure.runner.memory_limit_bytes).
+    memory_limit_gib: float | None = None
+
+    def __post_init__(self) -> None:
+        limit = self.memory_limit_gib
+        if limit is not None and (type(limit) not in (int, float) or not 0 < limit < math.inf):
+            raise ValueError(f"memory_limit_gib must be a positive number of GiB, got {limit!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

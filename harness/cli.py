@@ -1,6 +1,8 @@
 """`bench`: a thin command-line shell over plain functions (click for parsing, rich for display)."""
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import session
-from .adapter import discover
+from .adapter import discover, discover_all
 from .case import DEVICES, Case
 from .errors import XfbenchError
 from .measure.host import host_info
@@ -100,7 +102,7 @@ def _check_resume_alone(suite: str | None) -> None:
     ctx = click.get_current_context()
     given = ["SUITE"] if suite is not None else []
     given += [f"--{p.name.replace('_', '-')}" for p in ctx.command.params
-              if p.name not in ("suite", "resume_dir")
+              if p.name not in ("suite", "resume_dir", "retry_failed")
               and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     if given:
         raise session.InputError(f"--resume continues the run as it was planned; drop {', '.join(given)}")
@@ -119,27 +121,31 @@ def _check_resume_alone(suite: str | None) -> None:
 @click.option("--dry-run", is_flag=True, help="List the cases in run order; run nothing.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
               help="Continue the interrupted run in this directory: keep its records, run the rest.")
+@click.option("--retry-failed", is_flag=True,
+              help="With --resume: also run again the cases that failed or timed out (a full disk, a killed worker).")
 @click.option("--forward-check", "--validate", "forward_check", is_flag=True,
               help="Check each adapter's float32 forward against the NumPy reference first; time only those that "
                    "pass (--validate is the older name).")
 def run(suite: str | None, frameworks: str | None, models: str | None, modes: str | None, batch_sizes: str | None,
         device: str | None, threads: int | None, out: Path, dry_run: bool, resume_dir: Path | None,
-        forward_check: bool) -> None:
+        retry_failed: bool, forward_check: bool) -> None:
     """Run SUITE (a name in suites/ or a path to a .toml file; default: quick)."""
     registry = discover()
     t0 = time.perf_counter()
     if resume_dir is not None:
         _check_resume_alone(suite)
-        state = session.reopen(resume_dir, sys.argv)
+        state = session.reopen(resume_dir, sys.argv, retry_failed=retry_failed)
         if state.repaired:
             err_console.print(f"[yellow]repaired:[/] {escape(state.repaired)}", soft_wrap=True)
         console.print(f"resuming {escape(str(state.run.path))}: {state.planned - len(state.cases)} of "
                       f"{state.planned} cases recorded, {len(state.cases)} to run", soft_wrap=True)
         with _progress(True) as progress:
-            summary = session.resume(state, registry, progress)
-        run_dir, total = state.run, state.planned
-        records = run_dir.records()
+            outcome = session.resume(state, registry, progress)
+        total = state.planned
+        records = outcome.run.records()
     else:
+        if retry_failed:
+            raise session.InputError("--retry-failed goes with --resume RUN_DIR: it runs that run's failed cases again")
         suite_obj, cases = session.plan(suite or "quick", frameworks=frameworks, models=models, modes=modes,
                                         batch_sizes=batch_sizes, device=device, threads=threads, registry=registry)
         if dry_run:
@@ -157,24 +163,40 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                     err_console.print(f"[red]{escape(key.rsplit('/', 1)[0])} failed validation[/] "
                                       f"({escape(v['failed_check'])}); its cases are not timed", soft_wrap=True)
         with _progress(True) as progress:
-            run_dir, summary = session.execute(suite_obj, cases, out=out, registry=registry, argv=sys.argv,
-                                               progress=progress, gate=gate)
-        records, total = summary.records, len(cases)
+            outcome = session.execute(suite_obj, cases, out=out, registry=registry, argv=sys.argv,
+                                      progress=progress, gate=gate)
+        records, total = outcome.summary.records, len(cases)
+    sys.exit(_conclude(outcome, records, total, time.perf_counter() - t0))
+
+
+def _conclude(outcome: session.Outcome, records: list[Record], total: int, seconds: float) -> int:
+    """Print the end of a run; its exit code: 130 interrupted, 1 failed cases or no reports, else 0."""
+    summary, path = outcome.summary, outcome.run.path
+    here = escape(shlex.quote(str(path)))
     if summary.orphans_killed:
         err_console.print(f"killed {len(summary.orphans_killed)} process(es) left behind by an interrupted run")
+    if summary.display_error:
+        err_console.print(f"[yellow]the progress display failed and went quiet[/] ({escape(summary.display_error)}); "
+                          "every case was still run and recorded", soft_wrap=True)
     console.print(summary_table(records))
+    console.print(f"{len(records)} of {total} cases recorded ({len(summary.records)} in {seconds:.0f} s); "
+                  f"report: {escape(str(path / 'report.md'))}", soft_wrap=True)
+    if outcome.reports_interrupted or outcome.reports_error:
+        why = "interrupted while writing the reports" if outcome.reports_interrupted else \
+            f"the reports could not be written ({escape(outcome.reports_error or '')})"
+        err_console.print(f"[red]{why}[/]: the records are safe in {escape(str(path))}; write the reports with: "
+                          f"bench report {here}", soft_wrap=True)
+    if summary.interrupted or outcome.reports_interrupted:
+        if summary.interrupted:
+            err_console.print(f"interrupted: {len(records)} finished cases kept in {escape(str(path))}; "
+                              f"continue with: bench run --resume {here}", soft_wrap=True)
+        return 130
     bad = [r for r in records if r.status in ("failed", "timeout")]
-    console.print(f"{len(records)} of {total} cases recorded ({len(summary.records)} in "
-                  f"{time.perf_counter() - t0:.0f} s); report: {escape(str(run_dir.path / 'report.md'))}",
-                  soft_wrap=True)
-    if summary.interrupted:
-        err_console.print(f"interrupted: {len(records)} finished cases kept in {escape(str(run_dir.path))}; "
-                          f"continue with: bench run --resume {escape(str(run_dir.path))}", soft_wrap=True)
-        sys.exit(130)
     if bad:
         err_console.print(f"[red]{len(bad)} case(s) failed or timed out[/]; reasons in "
-                          f"{escape(str(run_dir.path / 'report.md'))}", soft_wrap=True)
-        sys.exit(1)
+                          f"{escape(str(path / 'report.md'))}; run them again with: "
+                          f"bench run --resume {here} --retry-failed", soft_wrap=True)
+    return 1 if bad or outcome.reports_error else 0
 
 
 @main.command()
@@ -198,9 +220,11 @@ def validate(models: str | None, frameworks: str | None, optimizers: str | None,
     registry = discover()
     t0 = time.perf_counter()
     try:
+        # On a GPU the workers get every CPU: XLA and inductor compile there, and host threads feed the device.
+        threads = 1 if device == "cpu" else len(os.sched_getaffinity(0))
         result = validate_fn(registry=registry, models=session.split_csv(models),
                              frameworks=session.split_csv(frameworks), optimizers=session.split_csv(optimizers),
-                             artifacts=artifacts, tiny=tiny, device=device)
+                             artifacts=artifacts, tiny=tiny, device=device, threads=threads)
     except OSError as e:
         raise session.InputError(f"cannot write the validation files: {e}") from None
     for fw, why in result.skipped.items():
@@ -264,9 +288,11 @@ def export(run_dir: Path, fmt: str, output: Path | None) -> None:
     from .report.export import export as export_fn
 
     try:
-        path = export_fn(run_dir, fmt, output)
+        path, notes = export_fn(run_dir, fmt, output)
     except OSError as e:
         raise session.InputError(str(e)) from None
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     console.print(escape(str(path)), soft_wrap=True)
 
 
@@ -278,10 +304,14 @@ def list_(what: str) -> None:
     if what == "frameworks":
         for col in ("adapter", "framework", "installed", "versions", "about"):
             t.add_column(col)
-        for name, info in discover().items():
+        working, broken = discover_all()
+        for name, info in working.items():
             missing = info.missing()
-            t.add_row(name, info.framework, "yes" if not missing else f"no ({', '.join(missing)} missing)",
-                      ", ".join(f"{k} {v}" for k, v in info.versions().items()) or "-", info.summary)
+            cells = (name, info.framework, "yes" if not missing else f"no ({', '.join(missing)} missing)",
+                     ", ".join(f"{k} {v}" for k, v in info.versions().items()) or "-", info.summary)
+            t.add_row(*map(escape, cells))  # a plugin's names and summary are text, not markup
+        for name, why in broken.items():  # listed, never fatal: only a suite that names it fails
+            t.add_row(escape(name), "?", escape(f"broken: {why}"), "-", "")
     elif what == "models":
         for col in ("model", "parameters", "forward GFLOP/sample", "hyper-parameters", "about"):
             t.add_column(col)
@@ -302,7 +332,7 @@ def list_(what: str) -> None:
                 desc = load_suite(name, discover()).description
             except SuiteError as e:
                 desc = f"(invalid: {e})"
-            t.add_row(name, desc)
+            t.add_row(escape(name), escape(desc))
     console.print(t)
 
 
@@ -310,11 +340,14 @@ def list_(what: str) -> None:
 def env() -> None:
     """Show the host and the frameworks this machine can run."""
     for k, v in host_info().items():
-        console.print(f"{k:16s} {v}")
-    for name, info in discover().items():
+        console.print(escape(f"{k:16s} {v}"), soft_wrap=True)
+    working, broken = discover_all()
+    for name, info in working.items():
         missing = info.missing()
         state = ", ".join(f"{k} {v}" for k, v in info.versions().items()) if not missing else "not installed"
-        console.print(f"{'adapter ' + name:16s} {state}")
+        console.print(escape(f"{'adapter ' + name:16s} {state}"), soft_wrap=True)
+    for name, why in broken.items():
+        console.print(escape(f"{'adapter ' + name:16s} broken: {why}"), soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

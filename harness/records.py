@@ -208,11 +208,11 @@ def parse_case(d: Any, where: str = "record field 'case'") -> Case:
     except (TypeError, ValueError, AttributeError) as e:
         raise ResultsError(f"{where} is not a case ({e})") from None
     for key in ("framework", "model", "mode", "device", "precision", "optimizer"):
-        _check(f"case field {key!r}", getattr(case, key), "str", optional=False)
+        _check(f"{where}: {key!r}", getattr(case, key), "str", optional=False)
     for key in ("batch_size", "threads", "seed", "process"):
-        _check(f"case field {key!r}", getattr(case, key), "int", optional=False)
+        _check(f"{where}: {key!r}", getattr(case, key), "int", optional=False)
     if not isinstance(case.model_params, dict) or not isinstance(case.optimizer_params, dict):
-        raise ResultsError("case fields 'model_params' and 'optimizer_params' must be objects")
+        raise ResultsError(f"{where}: 'model_params' and 'optimizer_params' must be objects")
     return case
 
 

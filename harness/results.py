@@ -7,7 +7,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .case import Case
 from .records import SCHEMA_VERSION, NewerSchemaError, Record, ResultsError, RunMeta
@@ -19,15 +19,29 @@ CASES_FILE, RUN_FILE, LOCK_FILE = "cases.jsonl", "run.json", ".lock"
 TORN_FILE = "cases.jsonl.torn"  # torn tails cut off by `RunDir.repair`, kept for inspection
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temporary file and rename it over `path`: readers never see half a file."""
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` a temporary file beside `path`, then rename it over `path`.
+
+    Readers never see half a file; a full disk leaves the old file whole; and a `path` that is a
+    symbolic link is replaced, never written through (the file it pointed to is left alone).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1, allow_nan=True)))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 @dataclass
@@ -35,7 +49,10 @@ class RunDir:
     """A run directory: `append` one record at a time, `records` to read them back."""
 
     path: Path
-    torn_lines: list[int] = field(default_factory=list)
+    torn_lines: list[int] = field(default_factory=list)  # not JSON: a write cut short
+    invalid_lines: dict[int, str] = field(default_factory=dict)  # JSON, but no valid record: why
+    duplicates: list[int] = field(default_factory=list)  # a second record of a case: ignored
+    superseded: list[int] = field(default_factory=list)  # a failed record that a later retry replaced
     _lock_fd: int | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -71,21 +88,53 @@ class RunDir:
             os.close(fd)
 
     def records(self) -> list[Record]:
-        """Every complete record; a torn or garbled line is skipped and noted in `torn_lines`."""
+        """One record per case, in file order; what is skipped is noted (`reading_notes` says it).
+
+        A torn line (not JSON) or an invalid record is skipped. A case recorded twice keeps its first
+        record, unless that one failed or timed out and a later one (a `--retry-failed`) replaces it.
+        """
         path = self.path / CASES_FILE
-        self.torn_lines = []
+        self.torn_lines, self.invalid_lines, self.duplicates, self.superseded = [], {}, [], []
         if not path.exists():
             return []
-        out = []
+        kept: dict[str, tuple[int, Record]] = {}
         with open(path, "rb") as f:
             for n, raw in enumerate(f, 1):
                 try:
-                    out.append(Record.from_json(json.loads(raw)))
-                except NewerSchemaError:
-                    raise
+                    data = json.loads(raw)
                 except (ValueError, UnicodeDecodeError):
                     self.torn_lines.append(n)
-        return out
+                    continue
+                try:
+                    rec = Record.from_json(data)
+                except NewerSchemaError:
+                    raise
+                except ValueError as e:
+                    self.invalid_lines[n] = str(e)
+                    continue
+                first = kept.get(rec.case_id)
+                if first is None:
+                    kept[rec.case_id] = (n, rec)
+                elif first[1].status in ("failed", "timeout"):
+                    self.superseded.append(first[0])
+                    kept[rec.case_id] = (n, rec)
+                else:
+                    self.duplicates.append(n)
+        return [rec for _, rec in sorted(kept.values(), key=lambda x: x[0])]
+
+    def reading_notes(self) -> list[str]:
+        """What the last `records()` skipped, one sentence each, for reports and commands."""
+        notes = []
+        if self.torn_lines:
+            notes.append(f"Ignored unreadable line(s) {self.torn_lines} of {CASES_FILE} (a torn write).")
+        for n, why in sorted(self.invalid_lines.items()):
+            notes.append(f"Ignored line {n} of {CASES_FILE}: not a valid record ({why}).")
+        if self.duplicates:
+            notes.append(f"Ignored line(s) {self.duplicates} of {CASES_FILE}: a second record of a case "
+                         "already recorded (the first is kept).")
+        if self.superseded:
+            notes.append(f"Line(s) {self.superseded} of {CASES_FILE}: failed records replaced by a later retry.")
+        return notes
 
     def lock(self) -> bool:
         """Hold an exclusive lock on this run until the process ends (or `unlock`): one writer at a time.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .adapter import AdapterInfo, discover
+from .adapter import AdapterInfo, discover, why_broken
 from .case import MODES, Case
 from .errors import XfbenchError
 from .measure.host import host_info
@@ -37,10 +37,14 @@ def plan(suite_name: str, *, frameworks: str | None = None, models: str | None =
          registry: dict[str, AdapterInfo] | None = None) -> tuple[Suite, list[Case]]:
     """Load a suite and narrow it by the command-line options, in run order; InputError or SuiteError."""
     registry = registry if registry is not None else discover()
+    for option, value in (("--frameworks", frameworks), ("--models", models), ("--modes", modes),
+                          ("--batch-sizes", batch_sizes)):
+        if value is not None and not split_csv(value):
+            raise InputError(f"{option} {value!r} names nothing; give a comma-separated list, or leave it out")
     fws = split_csv(frameworks)
     for fw in fws or []:
         if fw not in registry:
-            raise InputError(f"unknown framework {fw!r}; registered: {', '.join(registry)} "
+            raise InputError(why_broken(fw) or f"unknown framework {fw!r}; registered: {', '.join(registry)} "
                              "(see `bench list frameworks`)")
     ms = split_csv(models)
     for m in ms or []:
@@ -70,17 +74,42 @@ def plan(suite_name: str, *, frameworks: str | None = None, models: str | None =
     return suite, cases
 
 
+@dataclass
+class Outcome:
+    """What a run or resume left: its directory, the cases' summary, and whether the reports were written."""
+
+    run: RunDir
+    summary: RunSummary
+    reports_error: str | None = None  # the reports (or run.json's end) could not be written; records are safe
+    reports_interrupted: bool = False  # Ctrl-C while the reports were written
+
+
 def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, AdapterInfo],
-            progress: Progress | None, validation: Any) -> RunSummary:
-    """Run `cases` into `run`, then record the end in run.json and write the reports."""
-    summary = run_cases(cases, run, registry, progress, validation=validation)
-    run.write_meta(meta.replace(finished=time.time(), interrupted=summary.interrupted))
-    write_reports(run.path)
-    return summary
+            progress: Progress | None, validation: Any) -> Outcome:
+    """Run `cases` into `run`, then record the end in run.json and write the reports.
+
+    The run's lock is held until the reports are written, so a `--resume` cannot rewrite them at the
+    same time. A disk error or Ctrl-C after the last record loses nothing: the outcome says so.
+    """
+    owns_lock = run.lock()
+    try:
+        summary = run_cases(cases, run, registry, progress, validation=validation)
+        outcome = Outcome(run, summary)
+        try:
+            run.write_meta(meta.replace(finished=time.time(), interrupted=summary.interrupted))
+            write_reports(run.path)
+        except KeyboardInterrupt:
+            outcome.reports_interrupted = True
+        except (OSError, ValueError) as e:
+            outcome.reports_error = f"{type(e).__name__}: {e}"
+        return outcome
+    finally:
+        if owns_lock:
+            run.unlock()
 
 
 def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, AdapterInfo], argv: list[str],
-            progress: Progress | None = None, gate: dict[str, dict] | None = None) -> tuple[RunDir, RunSummary]:
+            progress: Progress | None = None, gate: dict[str, dict] | None = None) -> Outcome:
     """Create the run directory, run every case, write run.json and the reports."""
     try:
         run = RunDir.create(out, suite.name)
@@ -94,7 +123,7 @@ def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, A
     except OSError as e:  # nothing half-written: a run directory without run.json is no run
         shutil.rmtree(run.path, ignore_errors=True)
         raise InputError(f"cannot write {run.path / 'run.json'}: {e.strerror}; choose a writable --out") from None
-    return run, _finish(run, meta, cases, registry, progress, validation_lookup(out, registry, gate))
+    return _finish(run, meta, cases, registry, progress, validation_lookup(out, registry, gate))
 
 
 @dataclass
@@ -108,13 +137,17 @@ class Resumption:
     repaired: str | None  # what `RunDir.repair` did, if anything
 
 
-def reopen(run_path: Path, argv: list[str]) -> Resumption:
-    """Lock an interrupted run, cut a torn last line, and list what is left to run."""
+def reopen(run_path: Path, argv: list[str], retry_failed: bool = False) -> Resumption:
+    """Lock an interrupted run, cut a torn last line, and list what is left to run.
+
+    `retry_failed`: also run again the cases whose record failed or timed out (a full disk, a killed
+    worker); their new record replaces the failed one when the run is read.
+    """
     try:
         run = RunDir.open(run_path)
         run.lock()  # refuses a run that another bench process is still writing
         repaired = run.repair()
-        cases, planned = pending_cases(run)
+        cases, planned = pending_cases(run, retry_failed=retry_failed)
         meta = run.meta()
         meta = meta.replace(resumed=(*meta.resumed, {"started": time.time(), "command": list(argv)}),
                             finished=None, interrupted=False)
@@ -124,9 +157,10 @@ def reopen(run_path: Path, argv: list[str]) -> Resumption:
     return Resumption(run, meta, cases, planned, repaired)
 
 
-def resume(state: Resumption, registry: dict[str, AdapterInfo], progress: Progress | None = None) -> RunSummary:
+def resume(state: Resumption, registry: dict[str, AdapterInfo], progress: Progress | None = None) -> Outcome:
     """Run the pending cases of a reopened run; keep its records; write run.json and the reports."""
-    summary = _finish(state.run, state.meta, state.cases, registry, progress,
-                      validation_lookup(state.run.path.parent, registry))
-    state.run.unlock()
-    return summary
+    try:
+        return _finish(state.run, state.meta, state.cases, registry, progress,
+                       validation_lookup(state.run.path.parent, registry))
+    finally:
+        state.run.unlock()

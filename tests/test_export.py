@@ -35,7 +35,7 @@ def run(tmp_path):
 
 
 def test_pytest_benchmark_loader_reads_the_export(run):
-    path = export(run, "pytest-benchmark")
+    path, _ = export(run, "pytest-benchmark")
     assert path == run / "pytest-benchmark.json"
     logger = _Logger()
     storage = pb_storage.FileStorage(run, logger=logger)
@@ -52,7 +52,7 @@ def test_pytest_benchmark_loader_reads_the_export(run):
 
 
 def test_pytest_benchmark_compare_cli_reads_the_export(run, tmp_path):
-    path = export(run, "pytest-benchmark", tmp_path / "0001_xfbench.json")
+    path, _ = export(run, "pytest-benchmark", tmp_path / "0001_xfbench.json")
     exe = Path(sys.executable).with_name("pytest-benchmark")
     if not exe.exists():
         pytest.skip("pytest-benchmark's command is not installed next to this Python")
@@ -80,7 +80,7 @@ def test_csv_export_one_row_per_record(run):
 
 def test_parquet_export_or_a_clear_error(run):
     if importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet"):
-        path = export(run, "parquet")
+        path, _ = export(run, "parquet")
         assert len(pd.read_parquet(path)) == 20
     else:
         with pytest.raises(ExportError, match="pip install pyarrow"):

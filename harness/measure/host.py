@@ -29,6 +29,17 @@ def host_memory_bytes() -> int | None:
         return None
 
 
+def available_memory_bytes() -> int | None:
+    """Memory a new process can use now without swapping (Linux `MemAvailable`), in bytes; None elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # the kernel writes kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _gpus() -> list[str]:
     """GPU names from nvidia-smi, without importing a framework; [] where there is none."""
     if not shutil.which("nvidia-smi"):

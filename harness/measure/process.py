@@ -12,8 +12,11 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from ..errors import XfbenchError
 
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_CHARS = 4000  # a worker flooding one endless line must not bloat the record
@@ -39,27 +42,143 @@ def worker_env() -> dict[str, str]:
 
 
 def module_command(module: str, *args: str | os.PathLike) -> list[str]:
-    """The command line that runs `python -m module args...` with this interpreter."""
-    return [sys.executable, "-m", module, *map(str, args)]
+    """The command line that runs `python -m module args...` with this interpreter, the cwd not on sys.path.
+
+    `python -m` puts the current directory first on sys.path, so a `numpy.py` or `harness/` where
+    `bench` was started would run in the worker. `-P` (Python 3.11+) leaves it out; on 3.10 runpy runs
+    the module after dropping that first entry, which is what `-P` does. Arguments must be absolute
+    paths: `run_isolated` starts workers in another directory.
+    """
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", module, *map(str, args)]
+    run = f"import runpy, sys; del sys.path[0]; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-c", run, *map(str, args)]
 
 
-def run_isolated(cmd: list[str], log_file: Path, timeout_s: float) -> int | None:
+class MemoryLimitExceeded(XfbenchError):
+    """The worker's process group held more memory than its limit, and was killed (the runner records it)."""
+
+    def __init__(self, used_bytes: int, limit_bytes: int):
+        super().__init__(f"the worker's processes reached {used_bytes / 2**30:.3g} GiB, over their memory limit of "
+                         f"{limit_bytes / 2**30:.3g} GiB; raise memory_limit_gib or lower the batch size")
+        self.used_bytes, self.limit_bytes = used_bytes, limit_bytes
+
+
+# How often the parent reads the worker's resident memory. Each read walks the worker's process tree
+# (a few small /proc reads, ~0.1 ms), so the parent takes a negligible share of the cores being timed.
+MEMORY_POLL_S = 0.25
+
+
+def run_isolated(cmd: list[str], log_file: Path, timeout_s: float, rss_limit_bytes: int | None = None) -> int | None:
     """Run `cmd` in a session of its own, stdout and stderr into `log_file`; its exit code, None on timeout.
 
-    On a timeout, Ctrl-C or SIGTERM the whole process group is SIGKILLed, so a framework's child
-    processes cannot outlive the worker. OSError (the command cannot start) propagates.
+    It runs in the log file's folder, so nothing in the user's current directory is in its way. With
+    `rss_limit_bytes`, the resident memory of its whole process group is read every MEMORY_POLL_S; over
+    the limit the group is killed and MemoryLimitExceeded raised. On a timeout, Ctrl-C or SIGTERM the
+    whole process group is SIGKILLed, so a framework's child processes cannot outlive the worker.
+    OSError (the command cannot start) propagates.
     """
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=worker_env(), start_new_session=True)
+                                env=worker_env(), start_new_session=True, cwd=Path(log_file).absolute().parent)
         try:
-            return proc.wait(timeout=timeout_s)
+            if rss_limit_bytes is None:
+                return proc.wait(timeout=timeout_s)
+            return _wait_within(proc, timeout_s, rss_limit_bytes)
         except subprocess.TimeoutExpired:
             _kill(proc)
             return None
-        except BaseException:  # Ctrl-C, SIGTERM: take the worker down with us
+        except BaseException:  # Ctrl-C, SIGTERM, the memory limit: take the worker down with us
             _kill(proc)
             raise
+
+
+def _wait_within(proc: subprocess.Popen, timeout_s: float, rss_limit_bytes: int) -> int:
+    """`proc.wait(timeout_s)`, checking its process group's memory every MEMORY_POLL_S on the way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return proc.wait(timeout=max(0.0, min(MEMORY_POLL_S, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        used = group_memory_bytes(proc.pid, over=rss_limit_bytes)
+        if used is not None and used > rss_limit_bytes:
+            raise MemoryLimitExceeded(used, rss_limit_bytes)
+
+
+def group_memory_bytes(pgid: int, over: int | None = None) -> int | None:
+    """Resident memory of every process in group `pgid`, summed; None where /proc cannot say (not Linux).
+
+    RSS from /proc/PID/stat is cheap enough to read every poll, but counts pages a forked child shares
+    with its parent once per process; so a sum above `over` is measured again as PSS (shared pages
+    split between their users; RSS where the kernel has no smaps_rollup), and that figure decides.
+    """
+    members = _group_rss(pgid)
+    if members is None:
+        return None
+    used = sum(members.values())
+    if over is None or used <= over:
+        return used
+    pss = {pid: _pss_bytes(pid) for pid in members}
+    return sum(rss if pss[pid] is None else pss[pid] for pid, rss in members.items())
+
+
+def _group_rss(pgid: int) -> dict[int, int] | None:
+    """pid -> resident bytes of each live process of the worker `pgid`; None without /proc.
+
+    The worker's process tree (`/proc/PID/task/TID/children`: a few reads) where the kernel offers it,
+    else a scan of every process for those in group `pgid` (hundreds of reads).
+    """
+    tree = _tree_rss(pgid)
+    if tree is not None:
+        return tree
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    page, out = os.sysconf("SC_PAGE_SIZE"), {}
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()  # fields from 3 on; the name may hold spaces
+            if int(fields[2]) == pgid:  # field 5, the process group; field 24, resident pages
+                out[int(name)] = int(fields[21]) * page
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not readable
+            continue
+    return out
+
+
+def _tree_rss(root: int) -> dict[int, int] | None:
+    """pid -> resident bytes of `root` and its descendants; None where /proc has no `children` files."""
+    page, out, todo = os.sysconf("SC_PAGE_SIZE"), {}, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            out[pid] = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                todo += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except FileNotFoundError:
+            if pid == root and not Path(f"/proc/{root}/task").is_dir():
+                return {}  # the worker is gone: nothing is resident
+            if pid == root:
+                return None  # no `children` files (CONFIG_PROC_CHILDREN off): scan instead
+        except (OSError, ValueError, IndexError):
+            continue  # a process or thread that ended meanwhile
+    return out
+
+
+def _pss_bytes(pid: int) -> int | None:
+    """Proportional resident memory of `pid` from /proc/PID/smaps_rollup (Linux 4.14+); None if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _kill(proc: subprocess.Popen) -> None:

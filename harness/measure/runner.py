@@ -11,7 +11,9 @@ from ..adapter import AdapterInfo
 from ..case import Case
 from ..records import PlannedCase, Record, ResultsError
 from ..results import RunDir
-from .process import exit_reason, module_command, reap_orphans, run_isolated, signals_interrupt, tail
+from .host import available_memory_bytes
+from .process import (MemoryLimitExceeded, exit_reason, module_command, reap_orphans, run_isolated,
+                      signals_interrupt, tail)
 
 # case -> (its `validated` entry or None, why it must not be timed or None); see harness.validate.cache
 Validation = Callable[[Case], "tuple[dict[str, Any] | None, str | None]"]
@@ -30,9 +32,47 @@ class _Quiet:
         pass
 
 
+class _Guarded:
+    """Progress whose display can never stop a run: its first error silences it and is kept for the end."""
+
+    def __init__(self, inner: Progress):
+        self.inner, self.error = inner, None
+
+    def _call(self, name: str, *args: Any) -> None:
+        if self.error is None:
+            try:
+                getattr(self.inner, name)(*args)
+            except Exception as e:  # a display bug must not lose a measurement
+                self.error = f"{type(e).__name__}: {e}"
+
+    def started(self, index: int, total: int, case: Case) -> None:
+        self._call("started", index, total, case)
+
+    def finished(self, index: int, total: int, case: Case, record: Record) -> None:
+        self._call("finished", index, total, case, record)
+
+
+GIB = 2**30
+
+
+def memory_limit_bytes(case: Case, available: int | None) -> int | None:
+    """The most resident memory the case's worker processes may hold together; None: no limit but the kernel's.
+
+    A suite's `memory_limit_gib` is taken as it is. Otherwise 90% of the memory `available` when the case
+    starts, less 1 GiB: the parent, the OS and the page cache keep room, and the machine never swaps
+    itself to a halt before the worker is stopped; with under 2.5 GiB available, half of it.
+    """
+    if case.memory_limit_gib is not None:
+        return int(case.memory_limit_gib * GIB)
+    if available is None:
+        return None
+    return int(max(0.9 * available - GIB, available / 2))
+
+
 def run_worker(case: Case, workdir: Path, logdir: Path,
                command: Callable[[Path, Path], list[str]] | None = None) -> Record:
     """Run `case` in a fresh process and return its validated record, or a failed/timeout record."""
+    workdir, logdir = workdir.absolute(), logdir.absolute()  # the worker runs in another directory
     workdir.mkdir(parents=True, exist_ok=True)
     logdir.mkdir(parents=True, exist_ok=True)
     case_file, rec_file = workdir / f"{case.case_id}.case.json", workdir / f"{case.case_id}.record.json"
@@ -42,10 +82,15 @@ def run_worker(case: Case, workdir: Path, logdir: Path,
     cmd = (command or (lambda c, r: module_command("harness.measure.worker", c, r)))(case_file, rec_file)
     started = time.time()
     try:
-        code = run_isolated(cmd, log_file, case.case_timeout_s)
+        code = run_isolated(cmd, log_file, case.case_timeout_s, memory_limit_bytes(case, available_memory_bytes()))
     except OSError as e:
         case_file.unlink(missing_ok=True)
         return Record.of(case, "failed", f"cannot start the worker: {e}", started, time.time())
+    except MemoryLimitExceeded as e:
+        case_file.unlink(missing_ok=True)
+        return Record.of(case, "failed", f"out of memory: limit {e.limit_bytes / GIB:.3g} GiB (the worker's "
+                         f"processes reached {e.used_bytes / GIB:.3g} GiB)", started, time.time(),
+                         stderr_tail=tail(log_file))
     if code is None:
         case_file.unlink(missing_ok=True)
         return Record.of(case, "timeout", f"worker passed case_timeout_s={case.case_timeout_s:g} s",
@@ -71,13 +116,14 @@ def plan_for_meta(cases: list[Case]) -> tuple[PlannedCase, ...]:
     return tuple(PlannedCase(c.case_id, c) for c in cases)
 
 
-def pending_cases(run: RunDir) -> tuple[list[Case], int]:
-    """The planned cases of `run` that have no record yet, in run order, and how many were planned."""
+def pending_cases(run: RunDir, retry_failed: bool = False) -> tuple[list[Case], int]:
+    """The planned cases of `run` that have no record yet (or only a failed one, with `retry_failed`), in
+    run order, and how many were planned."""
     plan = run.meta().plan
     if plan is None:
         raise ResultsError(f"{run.path / 'run.json'} lists no planned cases (written before --resume "
                            "existed, or not by bench run); start a new run instead")
-    done = {r.case_id for r in run.records()}
+    done = {r.case_id for r in run.records() if not (retry_failed and r.status in ("failed", "timeout"))}
     return [p.case for p in plan if p.case_id not in done and p.case.case_id not in done], len(plan)
 
 
@@ -86,6 +132,7 @@ class RunSummary:
     records: list[Record]
     interrupted: bool = False
     orphans_killed: list[int] = field(default_factory=list)
+    display_error: str | None = None  # the progress display failed (and went quiet); the run went on
 
 
 def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo],
@@ -97,7 +144,7 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     (its `bench run --forward-check` failed), why: that case becomes a failed record, untimed.
     Holds the run's lock throughout; Ctrl-C, SIGTERM or SIGHUP stop it after killing the running worker.
     """
-    progress = progress or _Quiet()
+    progress = _Guarded(progress or _Quiet())
     summary = RunSummary(records=[], orphans_killed=reap_orphans())
     missing = {name: info.missing() for name, info in frameworks.items()}
     total = len(cases)
@@ -127,6 +174,7 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        summary.display_error = progress.error
         if owns_lock:
             run.unlock()
         try:

@@ -10,6 +10,7 @@
     frameworks = "all"    # or a list of adapter names; "all" = every registered base framework
     device = "cpu"        precision = "fp32"      threads = 0 (0 = every CPU this process may use)
     processes = 1         optimizer = "sgd"       case_timeout_s = 600
+    memory_limit_gib = 8  # the worker's processes together; default: 90% of the memory available, less 1 GiB
     params = {}           optimizer_params = {}   measure = {min_samples = 10, ...}
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..adapter import why_broken
 from ..case import DEVICES, MODES, PRECISIONS, Case, MeasureConfig
 from ..errors import XfbenchError
 from ..models import SpecError, build_spec
@@ -46,14 +48,16 @@ _ENTRY_KEYS: dict[str, Any] = {
     "models": [str], "modes": [str], "batch_sizes": [int], "frameworks": (str, [str]),
     "device": str, "precision": str, "threads": int, "processes": int, "optimizer": str,
     "case_timeout_s": (int, float), "params": dict, "optimizer_params": dict, "measure": dict,
+    "memory_limit_gib": (int, float),
 }
 MAX_PROCESSES = 100  # repetitions of one case
 MAX_CASES = 100_000  # a suite that expands to more is a typo, not a plan
+MAX_SUITE_CHARS = 1_000_000  # the largest suite here is ~2 kB; a 50 MB list would take a minute to refuse
 _TOP_KEYS = {"description": str, "seed": int, "defaults": dict, "cases": list}
 _ENTRY_DEFAULTS: dict[str, Any] = {
     "modes": ["train", "infer"], "batch_sizes": [32], "frameworks": "all", "device": "cpu",
     "precision": "fp32", "threads": 0, "processes": 1, "optimizer": "sgd", "case_timeout_s": 600.0,
-    "params": {}, "optimizer_params": {}, "measure": {},
+    "params": {}, "optimizer_params": {}, "measure": {}, "memory_limit_gib": None,
 }
 
 
@@ -70,12 +74,18 @@ def find_suite(name_or_path: str) -> Path:
     """A suite by path, or by name in ./suites or the installed suites directory."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or os.sep in name_or_path:
+        if p.is_dir():
+            raise SuiteError(f"{p} is a directory; give a suite file (.toml) or a suite name: "
+                             f"{', '.join(available_suites()) or 'none'}")
         if not p.is_file():
             raise SuiteError(f"suite file {p} does not exist")
         return p
     for d in (Path.cwd() / "suites", SUITES_DIR):
         if (d / f"{name_or_path}.toml").is_file():
             return d / f"{name_or_path}.toml"
+    if name_or_path and p.is_dir():
+        raise SuiteError(f"{p} is a directory; give a suite file (.toml) or a suite name: "
+                         f"{', '.join(available_suites()) or 'none'}")
     raise SuiteError(f"unknown suite {name_or_path!r}; choose one of {', '.join(available_suites()) or 'none'}"
                      " or give a path to a .toml file")
 
@@ -112,12 +122,14 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
             raise SuiteError(f"{where}: {key} must be {_type_name(_ENTRY_KEYS[key])}, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
             raise SuiteError(f"{where}: {key} must be a finite number, got {value!r}")
-    for key, value in entry.get("measure", {}).items():
+    measure = entry.get("measure", {})
+    for key, value in measure.items():
         if key not in _MEASURE_KEYS:
             raise SuiteError(f"{where}: unknown key measure.{key}; allowed: {', '.join(_MEASURE_KEYS)}")
         want = int if _MEASURE_KEYS[key] in (int, "int") else (int, float)
         if not _type_ok(value, want) or not 0 < value < math.inf:
             raise SuiteError(f"{where}: measure.{key} must be a positive {_type_name(want)}, got {value!r}")
+    _check_measure_bounds(where, measure)
     for key, allowed in (("modes", MODES), ("device", DEVICES), ("precision", PRECISIONS)):
         for v in entry.get(key, []) if key == "modes" else [entry.get(key)] if key in entry else []:
             if v not in allowed:
@@ -125,7 +137,7 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
     for b in entry.get("batch_sizes", []):
         if b <= 0:
             raise SuiteError(f"{where}: batch size {b} must be a positive integer")
-    for key in ("threads", "processes", "case_timeout_s"):
+    for key in ("threads", "processes", "case_timeout_s", "memory_limit_gib"):
         if key in entry and (entry[key] < 0 or (key != "threads" and entry[key] == 0)):
             raise SuiteError(f"{where}: {key}={entry[key]} is out of range")
     if entry.get("processes", 1) > MAX_PROCESSES:
@@ -135,16 +147,30 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
         raise SuiteError(f"{where}: frameworks must be \"all\" or a list of adapter names, got {fws!r}")
     for fw in fws if isinstance(fws, list) else []:
         if fw not in frameworks:
-            raise SuiteError(f"{where}: unknown framework {fw!r}; registered: {', '.join(frameworks)}")
+            raise SuiteError(f"{where}: " + (why_broken(fw) or f"unknown framework {fw!r}; registered: "
+                                             f"{', '.join(frameworks)}"))
+
+
+def _check_measure_bounds(where: str, measure: dict[str, Any]) -> None:
+    """Knobs that are each valid but contradict each other (with the defaults filling the gaps)."""
+    m = {**dataclasses.asdict(MeasureConfig()), **measure}
+    if m["max_samples"] < m["min_samples"]:
+        raise SuiteError(f"{where}: measure.max_samples={m['max_samples']} is below min_samples={m['min_samples']}; "
+                         "raise max_samples or lower min_samples")
 
 
 def parse_suite(text: str, name: str, path: Path, frameworks: dict[str, Any]) -> Suite:
     """Parse and validate a suite document; `frameworks` is the adapter registry (name -> info)."""
     where = str(path)
+    if len(text) > MAX_SUITE_CHARS:
+        raise SuiteError(f"{where}: {len(text):,} characters; a suite is at most {MAX_SUITE_CHARS:,} (is this "
+                         "the right file?)")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SuiteError(f"{where}: malformed TOML: {e}") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise SuiteError(f"{where}: nested too deeply to be a suite (arrays or tables inside each other)") from None
     for key, value in doc.items():
         if key not in _TOP_KEYS:
             raise SuiteError(f"{where}: unknown key {key!r}; allowed at the top: {', '.join(_TOP_KEYS)}")
@@ -165,6 +191,7 @@ def parse_suite(text: str, name: str, path: Path, frameworks: dict[str, Any]) ->
         _check_entry(entry_where, raw, frameworks)
         entry = {**_ENTRY_DEFAULTS, **defaults, **raw}
         entry["measure"] = {**defaults.get("measure", {}), **raw.get("measure", {})}
+        _check_measure_bounds(entry_where, entry["measure"])
         if "models" not in entry:
             raise SuiteError(f"{entry_where}: missing key 'models'")
         try:  # model and optimizer names and their parameters, checked before anything runs
@@ -181,6 +208,9 @@ def parse_suite(text: str, name: str, path: Path, frameworks: dict[str, Any]) ->
 def load_suite(name_or_path: str, frameworks: dict[str, Any]) -> Suite:
     path = find_suite(name_or_path)
     try:
+        if path.stat().st_size > MAX_SUITE_CHARS * 4:  # refuse a huge file before reading it (UTF-8: <= 4 B/char)
+            raise SuiteError(f"{path}: {path.stat().st_size:,} bytes; a suite is at most {MAX_SUITE_CHARS:,} "
+                             "characters (is this the right file?)")
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise SuiteError(f"{path}: cannot read: {e}") from None
@@ -245,7 +275,9 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
                                 threads=threads, model_params=dict(entry["params"]),
                                 optimizer=entry["optimizer"], optimizer_params=dict(entry["optimizer_params"]),
                                 measure=measure, seed=suite.seed, process=p,
-                                case_timeout_s=float(entry["case_timeout_s"])))
+                                case_timeout_s=float(entry["case_timeout_s"]),
+                                memory_limit_gib=None if entry["memory_limit_gib"] is None
+                                else float(entry["memory_limit_gib"])))
     for m in over.models or []:
         if m not in seen_models:
             raise SuiteError(f"suite {suite.name!r} has no case for model {m!r}")

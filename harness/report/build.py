@@ -220,7 +220,7 @@ def build_report(run: RunDir) -> Report:
         diff = differing_settings(g)
         notes = ([f"Settings that differ here: {', '.join(diff)}."] if diff else [])
         sections.append(Section(g.title, group_table(g), notes, plots.plot_paths(g)))
-    notes = [f"Ignored unreadable line(s) {run.torn_lines} of cases.jsonl (a torn write)."] if run.torn_lines else []
+    notes = run.reading_notes()
     return Report(
         title=f"xfbench report: {meta.suite}", intro=intro, frameworks=_frameworks(records),
         verdict_method=v.method, verdict=v.table, answers=v.answers, settings=settings_table(groups),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +48,7 @@ class RunComparison:
     diffs: list[CaseDiff]
     only_a: list[str]
     only_b: list[str]
+    notes: list[str] = field(default_factory=list)  # lines of either run that were skipped
 
     def regressions(self, pct: float) -> list[CaseDiff]:
         """Significant slowdowns of more than `pct` percent."""
@@ -83,8 +84,9 @@ def compare_runs(run_a: Path, run_b: Path) -> RunComparison:
     if not diffs:
         raise CompareError(f"no configuration was measured in both {a.path} and {b.path}; "
                            "compare runs of the same suite")
+    notes = [f"{name}: {n}" for name, run in (("A", a), ("B", b)) for n in run.reading_notes()]
     return RunComparison(str(a.path), str(b.path), diffs, sorted(pa[k][0] for k in pa.keys() - pb.keys()),
-                         sorted(pb[k][0] for k in pb.keys() - pa.keys()))
+                         sorted(pb[k][0] for k in pb.keys() - pa.keys()), notes)
 
 
 def _when(run: str) -> str:
@@ -108,6 +110,7 @@ def render_comparison(rc: RunComparison, fail_above: float | None = None) -> str
     for name, only in (("A", rc.only_a), ("B", rc.only_b)):
         if only:
             lines.append(f"Only in {name} ({len(only)}): " + "; ".join(only) + ".")
+    lines += rc.notes
     if fail_above is not None:
         bad = rc.regressions(fail_above)
         lines.append(f"Regression gate (--fail-above {fail_above:g}%): " + (

@@ -95,12 +95,17 @@ def _pytest_benchmark_version() -> str:
         return "5.1.0"  # the format written here is the 4.x/5.x one
 
 
-def export(run_path: Path, fmt: str, output: Path | None = None) -> Path:
-    """Write the run in `fmt` to `output` (default: a file in the run directory); return the path."""
+def export(run_path: Path, fmt: str, output: Path | None = None) -> tuple[Path, list[str]]:
+    """Write the run in `fmt` to `output` (default: a file in the run directory).
+
+    Returns the path and what reading the records skipped (`RunDir.reading_notes`).
+    """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     run = RunDir(Path(run_path))
     run.meta()  # refuse anything that is not a run directory
+    run.records()
+    notes = run.reading_notes()
     out = Path(output) if output else run.path / DEFAULT_NAMES[fmt]
     if fmt == "pytest-benchmark":
         out.write_text(json.dumps(pytest_benchmark_json(run), indent=1) + "\n")
@@ -110,4 +115,4 @@ def export(run_path: Path, fmt: str, output: Path | None = None) -> Path:
         if not (importlib.util.find_spec("pyarrow") or importlib.util.find_spec("fastparquet")):
             raise ExportError("parquet export needs pyarrow or fastparquet: pip install pyarrow")
         load_frame(run.path).to_parquet(out, index=False)
-    return out
+    return out, notes

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..results import write_atomic
+
 if TYPE_CHECKING:
     from .model import Group
 
@@ -34,9 +36,11 @@ def _colours(frameworks: list[str]) -> dict[str, str]:
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: same records, same bytes
-    import matplotlib.pyplot as plt
-    plt.close(fig)
+    try:  # no version stamp: same records, same bytes
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}))
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
     return path
 
 
@@ -110,6 +114,7 @@ def write_plots(run_path: Path, groups: Sequence["Group"]) -> list[Path]:
     """Draw every figure that `plot_paths` and `startup_path` name; return the files written."""
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # names come from records: "$\\frac{$" is text, not TeX
 
     colours = _colours(_frameworks(groups))
     written = []

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..results import RunDir, load_frame
+from ..results import RunDir, load_frame, write_atomic, write_text_atomic
 from . import formats, plots
 from .build import build_report
 
@@ -18,8 +18,9 @@ def write_reports(run_path: Path) -> dict[str, Path]:
     out = {}
     for fmt in formats.available():
         out[fmt.FILENAME] = run.path / fmt.FILENAME
-        out[fmt.FILENAME].write_text(fmt.render(report, run.path))
+        write_text_atomic(out[fmt.FILENAME], fmt.render(report, run.path))
     out["results.csv"] = run.path / "results.csv"
-    load_frame(run.path).to_csv(out["results.csv"], index=False)
+    frame = load_frame(run.path)
+    write_atomic(out["results.csv"], lambda tmp: frame.to_csv(tmp, index=False))
     out.update({f"{plots.PLOTS_DIR}/{p.name}": p for p in written})
     return out

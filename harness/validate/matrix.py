@@ -97,7 +97,7 @@ def prepare(folder: Path, model: str, params: dict[str, Any], *, batch_size: int
         fixed = [make_inputs(spec, batch_size, seed + 100 + i) for i in range(CURVE_BATCHES)]
         inputs["curve.x"], inputs["curve.y"] = np.stack([b[0] for b in fixed]), np.stack([b[1] for b in fixed])
     save_npz(folder / "inputs.npz", inputs)
-    return {"dir": str(folder), "params": params}
+    return {"dir": str(folder.absolute()), "params": params}  # the worker runs in another directory
 
 
 def run_worker(info: AdapterInfo, job: dict[str, Any], workdir: Path, timeout_s: float) -> str | None:
@@ -105,7 +105,7 @@ def run_worker(info: AdapterInfo, job: dict[str, Any], workdir: Path, timeout_s:
     from dataclasses import asdict
 
     adapter = info.name
-    path = workdir / f"job-{adapter}.json"
+    path = workdir.absolute() / f"job-{adapter}.json"  # the worker runs in another directory
     path.write_text(json.dumps({**job, "adapter": adapter, "info": asdict(info)}))
     log = workdir / f"{adapter}.log"
     code = run_isolated(module_command("harness.validate.worker", path), log, timeout_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from ..equivalence import FORWARD_TOL, FP64_TOL, pair_error
@@ -56,7 +57,7 @@ def matrix_table(result: Validation) -> Table:
             verdict = "[red]no result[/]"  # the reason is listed under the table
         else:
             verdict = "[green]pass[/]" if all(c.passed for c in mine.values()) else "[red]FAIL[/]"
-        t.add_row(model, fw, *cells, verdict)
+        t.add_row(escape(model), escape(fw), *cells, verdict)
     return t
 
 
@@ -72,7 +73,7 @@ def curve_table(result: Validation) -> Table:
             curve = result.curves[(model, opt, fw)]
             worst = max((pair_error(curve, result.curves[(model, opt, g)]) for g in fws if g != fw), default=0.0)
             cells = [f"{curve[s - 1]:.6f}" if s <= len(curve) else "-" for s in CURVE_COLUMNS]
-            t.add_row(model, opt, fw, *cells, f"{worst:.1e}")
+            t.add_row(escape(model), escape(opt), escape(fw), *cells, f"{worst:.1e}")
     return t
 
 
@@ -82,6 +83,7 @@ def plot_curves(result: Validation, path: Path) -> Path | None:
         return None
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # adapter names are text, not TeX
     import matplotlib.pyplot as plt
 
     groups = sorted({(m, o) for m, o, _ in result.curves})

@@ -5,7 +5,7 @@ XFBENCH_FAULT is a comma-separated list of FAULT or FAULT@BATCH (only cases of t
   hang       sleeps for an hour, with a child  oom       a real host allocation that fails (MemoryError)
   flood      8 MiB on stderr, then goes on     gpu-oom   a framework-style "CUDA out of memory" error
   garbage    replaces its record with garbage  raise     a plain exception
-  exit       exits with code 3, no record
+  exit       exits with code 3, no record     markup    an exception whose text is rich markup
 Faults fire at the first train or infer step, after setup. With XFBENCH_FAULT_PIDS set, `hang` writes
 "<worker pid> <child pid>" there, so a test can check that both are gone.
 """
@@ -88,6 +88,8 @@ class FaultyAdapter(Adapter):
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total)")
         if "raise" in faults:
             raise RuntimeError("injected fault: raise")
+        if "markup" in faults:  # rich would read this as markup: "[/bold]" closes a tag never opened
+            raise RuntimeError("injected fault: [/bold] closes nothing, [red]opens[/red], [[cases]]")
         if "exit" in faults:
             os._exit(3)
         if "hang" in faults:
