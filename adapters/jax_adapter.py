@@ -363,6 +363,8 @@ class JaxAdapter(Adapter):
         }
         if self.spec.kind == "sequence":
             s["recurrent"] = "flax.linen.RNN (lax.scan) over OptimizedLSTMCell / linen GRUCell"
+        # The shared key (docs/spec.md 5.8): below "highest", XLA:GPU may run float32 dots as TF32.
+        s["fp32_math"] = "tf32" if self.dev.platform == "gpu" and s["matmul_precision"] != "highest" else "ieee"
         if self.dev.platform == "gpu":
             s["gpu"] = self.dev.device_kind
             s["versions"]["gpu_runtime"] = self.dev.client.platform_version  # CUDA / cuDNN as XLA sees them

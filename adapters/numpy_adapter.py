@@ -161,4 +161,4 @@ class NumpyAdapter(Adapter):
         return {"versions": {"numpy": np.__version__}, "threads": self.threads, "precision": self.precision,
                 "dtype": np.dtype(self.dtype).name, "compile": "none (eager NumPy, written for clarity)",
                 "data_layout": "NCHW" if self.spec.kind == "image" else "(B, T) int64",
-                "reference": True}
+                "fp32_math": "ieee", "reference": True}

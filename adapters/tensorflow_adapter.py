@@ -386,4 +386,6 @@ class TensorFlowAdapter(Adapter):
             s["tensor_float_32"] = tf.config.experimental.tensor_float_32_execution_enabled()
             s["memory_growth"] = tf.config.experimental.get_memory_growth(gpu)
             s["allocator_preallocation"] = "BFC allocator, memory growth on (no preallocation)"
+        # The shared key (docs/spec.md 5.8); TF's TF32 switch is on by default but means nothing on a CPU.
+        s["fp32_math"] = "tf32" if s.get("tensor_float_32") else "ieee"
         return s

@@ -250,4 +250,6 @@ class TorchAdapter(Adapter):
             }
             s["cudnn_benchmark"] = torch.backends.cudnn.benchmark
             s["allocator_preallocation"] = "caching allocator, grows on demand"
+        # The shared key (docs/spec.md 5.8): may float32 matmuls and convolutions use TF32 here?
+        s["fp32_math"] = "tf32" if "tf32" in s.get("fp32_precision", {}).values() else "ieee"
         return s

@@ -251,9 +251,12 @@ def test_conformance_sync_leaves_no_work(conformance_adapter, mode):
 def test_conformance_settings_manifest(conformance_adapter):
     adapter, _ = make(conformance_adapter, "lenet5")
     s = adapter.settings()
-    missing = [k for k in ("versions", "threads", "precision", "dtype", "compile", "data_layout") if k not in s]
+    missing = [k for k in ("versions", "threads", "precision", "dtype", "compile", "data_layout", "fp32_math")
+               if k not in s]
     if missing:
         fail("settings manifest", f"settings() lacks {', '.join(missing)}")
+    if s["fp32_math"] not in ("ieee", "tf32"):
+        fail("settings manifest", f"settings()['fp32_math'] must be 'ieee' or 'tf32', got {s['fp32_math']!r}")
     if not isinstance(s["versions"], dict) or not s["versions"]:
         fail("settings manifest", "settings()['versions'] must name the framework's libraries and versions")
     if s["precision"] != "fp32":

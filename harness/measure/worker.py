@@ -25,6 +25,11 @@ SPREAD_WARN = 1.5
 CPU_SHARE_LOW, CPU_SHARE_HIGH = 0.5, 1.15  # CPU time / wall time relative to the thread cap
 
 
+# Environment variables that can change a result, recorded in every manifest (unset: null).
+MANIFEST_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS", "TF_XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE",
+                "XLA_PYTHON_CLIENT_MEM_FRACTION", "TF_ENABLE_ONEDNN_OPTS", "TF_GPU_ALLOCATOR", "NVIDIA_TF32_OVERRIDE",
+                "PYTORCH_CUDA_ALLOC_CONF", "CUDA_VISIBLE_DEVICES")
+
 _OOM_TYPES = ("MemoryError", "OutOfMemoryError", "ResourceExhaustedError")
 _OOM_WORDS = ("out of memory", "resource_exhausted", "oom when allocating", "failed to allocate")
 
@@ -130,8 +135,7 @@ def run_case(case: Case) -> Record:
                        peak_device_memory_bytes=adapter.peak_device_memory_bytes())
         manifest = {
             "framework": info.framework, "adapter": info.name, "affinity": cpus,
-            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS",
-                                                    "XLA_PYTHON_CLIENT_PREALLOCATE", "TF_ENABLE_ONEDNN_OPTS")},
+            "env": {k: os.environ.get(k) for k in MANIFEST_ENV},
             **adapter.settings(),
         }
         return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),

@@ -24,7 +24,7 @@ from .verdict import verdict
 # `versions`, `framework`, `adapter` and descriptive notes (`optimizer_impl`, `recurrent`, `donation`,
 # `mkldnn`, `onednn`, `backend`, `device`, `gpu`), which differ by nature. A key reported by only one
 # framework (torch's `fp32_precision`, jax's `matmul_precision`) cannot differ and is not listed.
-FAIRNESS_KEYS = ("threads", "interop_threads", "affinity", "env", "precision", "dtype", "compute_dtype",
+FAIRNESS_KEYS = ("fp32_math", "threads", "interop_threads", "affinity", "env", "precision", "dtype", "compute_dtype",
                  "autocast", "compile", "data_layout", "allocator_preallocation", "memory_growth",
                  "fp32_precision", "matmul_precision", "tensor_float_32", "cudnn_benchmark", "x64")
 UNSTABLE_PREFIXES = ("unstable", "too few samples")

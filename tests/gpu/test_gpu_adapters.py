@@ -124,6 +124,7 @@ def test_settings_report_tf32_on_only_for_tf32(request, name, precision):
     assert s["precision"] == precision and "gpu" in s, s
     want = TF32_ON[name] if precision == "tf32" else TF32_OFF[name]
     assert TF32_SETTING[name](s) == want, f"{name} {precision}: settings() say {TF32_SETTING[name](s)}, want {want}"
+    assert s["fp32_math"] == ("tf32" if precision == "tf32" else "ieee")  # the key every adapter shares
 
 
 @pytest.mark.parametrize("name", ADAPTERS)
