@@ -1,5 +1,6 @@
 """The worker protocol with real subprocesses: good records, crashes, garbage, hangs, skips."""
 import json
+import subprocess
 import sys
 
 import pytest
@@ -114,3 +115,15 @@ def test_real_worker_reports_an_adapter_error(tmp_path):
     rec = run_worker(case(threads=512), tmp_path / "w", tmp_path / "l")
     assert rec.status == "failed" and "threads=512" in rec.reason
     assert "Traceback" in rec.stderr_tail
+
+
+def test_a_gpu_case_caps_the_thread_pools_but_is_not_pinned():
+    """Run in a child: affinity is process-wide. CPU cases are pinned to `threads` CPUs, GPU cases keep all."""
+    code = ("import json, os, sys; from harness.measure.process import pin_threads;"
+            "n = len(os.sched_getaffinity(0)); cpus = pin_threads(1, pin=sys.argv[1] == 'cpu');"
+            "print(json.dumps([len(cpus), len(os.sched_getaffinity(0)), n, os.environ['OMP_NUM_THREADS']]))")
+    for device, pinned in (("cpu", True), ("cuda", False)):
+        out = subprocess.run([sys.executable, "-c", code, device], capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        got, now, allowed, omp = json.loads(out)
+        assert omp == "1" and got == now == (1 if pinned else allowed), (device, out)

@@ -285,12 +285,16 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def pin_threads(threads: int) -> list[int]:
-    """Pin this process to `threads` CPUs and cap the thread pools, before any framework import."""
+def pin_threads(threads: int, pin: bool = True) -> list[int]:
+    """Cap the thread pools at `threads` and pin this process to that many CPUs, before any framework import.
+
+    `pin=False` (a GPU case) keeps every allowed CPU: the host threads that feed the device, compile and
+    copy must not fight over `threads` cores, while the CPU-side thread pools stay capped.
+    """
     allowed = sorted(os.sched_getaffinity(0))
     if threads > len(allowed):
         raise ValueError(f"threads={threads} but only {len(allowed)} CPUs are available to this process")
-    cpus = allowed[:threads]
+    cpus = allowed[:threads] if pin else allowed
     os.sched_setaffinity(0, cpus)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)

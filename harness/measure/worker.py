@@ -100,7 +100,7 @@ def run_case(case: Case) -> Record:
     """Measure one case in this process; return its record (status ok, skipped or failed)."""
     started = time.time()
     try:
-        cpus = pin_threads(case.threads)
+        cpus = pin_threads(case.threads, pin=case.device == "cpu")
         from ..adapter import discover
         from ..models import build_spec
         from ..optimizers import build_optimizer
@@ -135,6 +135,8 @@ def run_case(case: Case) -> Record:
                        peak_device_memory_bytes=adapter.peak_device_memory_bytes())
         manifest = {
             "framework": info.framework, "adapter": info.name, "affinity": cpus,
+            "cpu_pinning": f"pinned to {len(cpus)} CPUs" if case.device == "cpu" else
+                           f"not pinned: a {case.device} case keeps all {len(cpus)} CPUs for the host threads",
             "env": {k: os.environ.get(k) for k in MANIFEST_ENV},
             **adapter.settings(),
         }
