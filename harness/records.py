@@ -178,6 +178,8 @@ class Record:
                 raise ResultsError(f"record field {key!r} must be a {typ.__name__}, got {type(d.get(key)).__name__}")
         if not all(isinstance(w, str) for w in d["warnings"]):
             raise ResultsError("record field 'warnings' must hold strings")
+        if "versions" in d["manifest"] and not isinstance(d["manifest"]["versions"], dict):
+            raise ResultsError("record field 'manifest': 'versions' must be an object of library versions")
         if not all(_num(v) and v > 0 for v in d["samples_s"]):
             raise ResultsError("sample times must be positive finite numbers")
         case = parse_case(d.get("case"))
@@ -211,6 +213,8 @@ def parse_case(d: Any, where: str = "record field 'case'") -> Case:
         _check(f"{where}: {key!r}", getattr(case, key), "str", optional=False)
     for key in ("batch_size", "threads", "seed", "process"):
         _check(f"{where}: {key!r}", getattr(case, key), "int", optional=False)
+    if case.batch_size < 1 or case.threads < 0 or case.process < 0:
+        raise ResultsError(f"{where}: batch_size must be >= 1, threads and process >= 0")
     if not isinstance(case.model_params, dict) or not isinstance(case.optimizer_params, dict):
         raise ResultsError(f"{where}: 'model_params' and 'optimizer_params' must be objects")
     return case

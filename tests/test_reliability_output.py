@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fault_adapter
@@ -256,10 +256,12 @@ paths = st.sampled_from([("case",), ("case", "batch_size"), ("case", "framework"
                          ("config_id",), ("schema",), ("started",)])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(damage=st.lists(st.tuples(st.integers(0, 30), paths, json_values), min_size=1, max_size=3))
+@example(damage=[(0, ("manifest", "versions"), None)])  # found by this fuzz: crashed `bench report`
 def test_damaged_records_never_crash_report_compare_or_export(tmp_path_factory, damage):
+    """Derandomized so that CI is stable; 200 random examples passed once it found `manifest.versions: null`."""
     run = copy_fixture(tmp_path_factory.mktemp("fuzz"))
     lines = [json.loads(line) for line in (run / "cases.jsonl").read_text().splitlines()]
     for index, path, value in damage:
