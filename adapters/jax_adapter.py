@@ -23,10 +23,9 @@ except ImportError:  # pragma: no cover
 from harness.adapter import Adapter, Unsupported
 from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent, feature_shapes
 from harness.optimizers import OptimizerSpec
-from harness.weights import check_weights, init_weights
+from harness.weights import check_weights
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}
-_GATES = {"lstm": "ifgo", "gru": "rzn"}  # canonical gate order along the 4H / 3H axis
 _PARAM_DTYPES = {"fp32": jnp.float32, "tf32": jnp.float32, "bf16": jnp.float32, "fp64": jnp.float64}
 
 
@@ -62,15 +61,62 @@ def _dense(net: "_Net", layer: Dense, x, train: bool):
 
 
 def _embedding(net: "_Net", layer: Embedding, x, train: bool):
-    return nn.Embed(layer.vocab, layer.dim, dtype=net.dtype, param_dtype=net.param_dtype, name=layer.name)(x)
+    # float32 also under bf16: docs/spec.md section 5.8 keeps the embedding and recurrent layers in float32.
+    return nn.Embed(layer.vocab, layer.dim, dtype=net.param_dtype, param_dtype=net.param_dtype, name=layer.name)(x)
+
+
+class _Recurrent(nn.Module):
+    """One LSTM or GRU layer over the whole sequence from a zero state, in canonical gate order.
+
+    The input projection of all T steps is one matmul before the scan; `lax.scan` then carries only
+    the recurrent matmul and the gates. This is what cuDNN, oneDNN and Keras do; `flax.linen`'s cells
+    under `nn.RNN` project the input inside the scan, one small matmul per step, measured 1.3-1.9x slower
+    to train on CPU (docs/fairness.md).
+    """
+
+    cell: str  # "lstm" | "gru"
+    hidden: int
+    dtype: Any
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self, x):  # (B, T, in) -> (B, T, hidden)
+        h, gates = self.hidden, 4 if self.cell == "lstm" else 3
+        zeros = nn.initializers.zeros  # canonical weights are always loaded over these
+        wi = self.param("wi", zeros, (x.shape[-1], gates * h), self.param_dtype)
+        wh = self.param("wh", zeros, (h, gates * h), self.param_dtype).astype(self.dtype)
+        if self.cell == "lstm":
+            bias, b_hn = self.param("b", zeros, (gates * h,), self.param_dtype), None
+        else:  # reset-after GRU: b_hn sits inside the reset gate's product
+            bias = self.param("bi", zeros, (gates * h,), self.param_dtype)
+            b_hn = self.param("bhn", zeros, (h,), self.param_dtype).astype(self.dtype)
+        # (B, T, in) x (in, G*H) -> time-major (T, B, G*H), the layout lax.scan walks.
+        xp = jnp.einsum("bti,ig->tbg", x.astype(self.dtype), wi.astype(self.dtype)) + bias.astype(self.dtype)
+
+        def lstm_step(carry, xt):
+            hp, c = carry
+            i, f, g, o = jnp.split(xt + hp @ wh, 4, axis=-1)
+            c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
+            hn = nn.sigmoid(o) * jnp.tanh(c)
+            return (hn, c), hn
+
+        def gru_step(hp, xt):
+            xr, xz, xn = jnp.split(xt, 3, axis=-1)
+            hr, hz, hn = jnp.split(hp @ wh, 3, axis=-1)
+            r, z = nn.sigmoid(xr + hr), nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * (hn + b_hn))
+            hp = (1 - z) * n + z * hp
+            return hp, hp
+
+        zero = jnp.zeros((x.shape[0], h), self.dtype)
+        step, carry = (lstm_step, (zero, zero)) if self.cell == "lstm" else (gru_step, zero)
+        _, ys = jax.lax.scan(step, carry, xp)
+        return ys.transpose(1, 0, 2)
 
 
 def _recurrent(net: "_Net", layer: Recurrent, x, train: bool):  # (B, T, in) -> (B, T, hidden)
-    cell = nn.OptimizedLSTMCell if layer.cell == "lstm" else nn.GRUCell  # linen GRUCell has b_hn
-    for i in range(layer.layers):  # nn.RNN scans the cell over time from a zero carry
-        # parent=None: the cell belongs to its nn.RNN (params "<cell><i>/cell/..."), not to the net.
-        x = nn.RNN(cell(layer.hidden, dtype=net.dtype, param_dtype=net.param_dtype, parent=None),
-                   name=f"{layer.cell}{i}")(x)
+    for i in range(layer.layers):  # float32 also under bf16 (docs/spec.md section 5.8)
+        x = _Recurrent(layer.cell, layer.hidden, net.param_dtype, net.param_dtype, name=f"{layer.cell}{i}")(x)
     return x
 
 
@@ -117,22 +163,15 @@ def _to_native(spec: ModelSpec, w: dict[str, np.ndarray]) -> dict[str, Any]:
             tree[layer.name] = {"kernel": k.T, "bias": w[f"{layer.name}.bias"]}
         elif isinstance(layer, Embedding):
             tree[layer.name] = {"embedding": w[f"{layer.name}.weight"]}
-        elif isinstance(layer, Recurrent):
-            h = layer.hidden
+        elif isinstance(layer, Recurrent):  # canonical gate order: only the transposes differ
             for i in range(layer.layers):
                 p = f"{layer.cell}{i}"
-                cell: dict[str, Any] = {}
-                for g, gate in enumerate(_GATES[layer.cell]):
-                    rows = slice(g * h, (g + 1) * h)
-                    cell[f"i{gate}"] = {"kernel": w[f"{p}.weight_ih"][rows].T}
-                    cell[f"h{gate}"] = {"kernel": w[f"{p}.weight_hh"][rows].T}
-                    if layer.cell == "lstm":  # OptimizedLSTMCell: the one bias sits on the h-dense
-                        cell[f"h{gate}"]["bias"] = w[f"{p}.bias"][rows]
-                    else:  # GRUCell: biases on ir, iz, in and hn; none on hr, hz
-                        cell[f"i{gate}"]["bias"] = w[f"{p}.bias_ih"][rows]
-                if layer.cell == "gru":
-                    cell["hn"]["bias"] = w[f"{p}.bias_hn"]
-                tree[p] = {"cell": cell}
+                cell = {"wi": w[f"{p}.weight_ih"].T, "wh": w[f"{p}.weight_hh"].T}
+                if layer.cell == "lstm":
+                    cell["b"] = w[f"{p}.bias"]
+                else:
+                    cell.update(bi=w[f"{p}.bias_ih"], bhn=w[f"{p}.bias_hn"])
+                tree[p] = cell
     return tree
 
 
@@ -158,15 +197,13 @@ def _to_canonical(spec: ModelSpec, tree: dict[str, Any]) -> dict[str, np.ndarray
             out[f"{layer.name}.weight"] = tree[layer.name]["embedding"]
         elif isinstance(layer, Recurrent):
             for i in range(layer.layers):
-                p, gates = f"{layer.cell}{i}", _GATES[layer.cell]
-                cell = tree[p]["cell"]
-                out[f"{p}.weight_ih"] = np.concatenate([cell[f"i{g}"]["kernel"].T for g in gates])
-                out[f"{p}.weight_hh"] = np.concatenate([cell[f"h{g}"]["kernel"].T for g in gates])
+                p = f"{layer.cell}{i}"
+                cell = tree[p]
+                out[f"{p}.weight_ih"], out[f"{p}.weight_hh"] = cell["wi"].T, cell["wh"].T
                 if layer.cell == "lstm":
-                    out[f"{p}.bias"] = np.concatenate([cell[f"h{g}"]["bias"] for g in gates])
+                    out[f"{p}.bias"] = cell["b"]
                 else:
-                    out[f"{p}.bias_ih"] = np.concatenate([cell[f"i{g}"]["bias"] for g in gates])
-                    out[f"{p}.bias_hn"] = cell["hn"]["bias"]
+                    out[f"{p}.bias_ih"], out[f"{p}.bias_hn"] = cell["bi"], cell["bhn"]
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
@@ -207,6 +244,11 @@ def _configure_xla(device: str) -> None:
         jax.config.update("jax_platforms", "cpu")  # a CPU case never starts a GPU runtime
 
 
+# What one jax.jit call covers (docs/spec.md section 5.8): forward, loss, backward and optimizer update in
+# training, the forward in inference.
+COMPILE_SCOPE = "whole step, compiled"
+
+
 class JaxAdapter(Adapter):
     def __init__(self, *, device: str, precision: str, threads: int, seed: int):
         super().__init__(device=device, precision=precision, threads=threads, seed=seed)
@@ -229,7 +271,7 @@ class JaxAdapter(Adapter):
         jax.config.update("jax_default_device", self.dev)
         self.param_dtype = _PARAM_DTYPES[precision]
         self.compute_dtype = jnp.bfloat16 if precision == "bf16" else self.param_dtype
-        self._pending: list[Any] = []  # outputs of infer steps issued since the last sync
+        self._inflight: jax.Array | None = None  # the output of the newest infer step
         self.last_loss: jax.Array | None = None  # of the newest train step
 
     # ---- building ----
@@ -244,17 +286,17 @@ class JaxAdapter(Adapter):
             example = jax.ShapeDtypeStruct((1, h, w, c), self.param_dtype)
         else:
             example = jax.ShapeDtypeStruct((1, spec.seq_len), jnp.int32)
-        # The tree Flax expects (shapes only, nothing computed); canonical weights must map onto it.
+        # The tree Flax expects (shapes only, nothing computed or allocated): canonical weights must map
+        # onto it. No parameters exist until `load_weights`, so a case holds one copy of its weights.
         self.param_shapes = jax.eval_shape(
             lambda x: self.net.init(jax.random.key(0), x, train=False)["params"], example)
-        # Canonical initial weights (torch's uniform scheme), not Flax's initialisers: those are a
-        # jax.random program that XLA:CPU takes seconds to compile, and the suite loads its own anyway.
-        self.load_weights(init_weights(spec, self.seed))
+        self.params = self.opt_state = None
         self.key = jax.device_put(jax.random.key(self.seed), self.dev)  # dropout; advanced in the step
+        # The functions `bench run` times; `forward` and `gradients` run the same ones (docs/spec.md 6.1).
         self._train = jax.jit(self._train_fn, donate_argnums=(0, 1, 2))
         self._infer = jax.jit(lambda params, x: self.net.apply({"params": params}, x, train=False))
-        self._forward = jax.jit(self._eval_loss)  # equivalence checks only: dropout off
-        self._gradients = jax.jit(jax.value_and_grad(self._eval_loss, has_aux=True))
+        self._loss = jax.jit(_loss)
+        self._gradients = jax.jit(jax.grad(self._loss_fn))
 
     def _init_opt_state(self):
         if not self.tx:
@@ -262,28 +304,23 @@ class JaxAdapter(Adapter):
         # Committed to the device like the step's outputs, so the step's dispatch cache sees one signature.
         return jax.device_put(jax.jit(self.tx.init)(self.params), self.dev)
 
+    def _loss_fn(self, params, x, y, rngs=None):
+        """The training loss; `rngs` given: dropout on (a train step), else off (the gradient check)."""
+        return _loss(self.net.apply({"params": params}, x, train=rngs is not None, rngs=rngs or {}), y)
+
     def _train_fn(self, params, opt_state, key, x, y):
         """One step: forward, loss, backward, update. Params, opt state and dropout key are donated."""
+        rngs = {}
         if self.has_dropout:  # advance the key on the device; nothing per step on the host
             key, dropout_key = jax.random.split(key)
             rngs = {"dropout": dropout_key}
-        else:
-            rngs = {}
-
-        def loss_fn(p):
-            return _loss(self.net.apply({"params": p}, x, train=True, rngs=rngs), y)
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        loss, grads = jax.value_and_grad(self._loss_fn)(params, x, y, rngs)
         updates, opt_state = self.tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, key, loss
 
-    def _eval_loss(self, params, x, y):
-        logits = self.net.apply({"params": params}, x, train=False)
-        return _loss(logits, y), logits
-
     def parameter_count(self) -> int:
-        # Exact: OptimizedLSTMCell has one bias per gate, linen GRUCell exactly b_ir, b_iz, b_in, b_hn.
-        return sum(int(leaf.size) for leaf in jax.tree.leaves(self.params))
+        # Exact: one bias per LSTM gate; the GRU's b_ir, b_iz, b_in and b_hn.
+        return sum(int(leaf.size) for leaf in jax.tree.leaves(self.param_shapes))
 
     # ---- canonical weights ----
     def load_weights(self, weights: dict[str, np.ndarray]) -> None:
@@ -294,11 +331,17 @@ class JaxAdapter(Adapter):
         native = jax.tree.map(lambda a: (a.shape, jnp.dtype(a.dtype)), tree)
         if native != jax.tree.map(lambda a: (a.shape, a.dtype), self.param_shapes):
             raise ValueError("canonical weights do not map onto this model's Flax parameter tree")
+        self.params = self.opt_state = None  # the old copy goes before the new one arrives
         self.params = jax.device_put(tree, self.dev)
         self.opt_state = self._init_opt_state()
 
+    def _loaded(self):
+        if self.params is None:
+            raise RuntimeError("no weights: call load_weights before any step")
+        return self.params
+
     def dump_weights(self) -> dict[str, np.ndarray]:
-        return _to_canonical(self.spec, jax.device_get(self.params))
+        return _to_canonical(self.spec, jax.device_get(self._loaded()))
 
     # ---- data and steps ----
     def put_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
@@ -311,23 +354,29 @@ class JaxAdapter(Adapter):
 
     def train_step(self, batch) -> None:
         self.params, self.opt_state, self.key, self.last_loss = self._train(
-            self.params, self.opt_state, self.key, *batch)  # each step consumes the last one's outputs
+            self._loaded(), self.opt_state, self.key, *batch)  # each step consumes the last one's outputs
 
     def infer_step(self, batch) -> None:
-        self._pending.append(self._infer(self.params, batch[0]))  # independent steps: wait on each
+        out = self._infer(self._loaded(), batch[0])
+        # Independent steps: wait for the previous one while this one runs, so that at most two outputs are
+        # alive (as in torch and TensorFlow) and every step has finished by `sync`, whatever order the
+        # device runs them in.
+        if self._inflight is not None:
+            self._inflight.block_until_ready()
+        self._inflight = out
 
     def sync(self) -> None:
-        jax.block_until_ready((self.params, self.opt_state, self.key, self.last_loss, self._pending))
-        self._pending = []
+        jax.block_until_ready((self.params, self.opt_state, self.key, self.last_loss, self._inflight))
+        self._inflight = None
 
     def forward(self, batch) -> tuple[np.ndarray, float]:
         x, y = batch
-        loss, logits = self._forward(self.params, x, y)
-        return np.asarray(logits).astype(self.param_dtype, copy=False), float(loss)
+        logits = self._infer(self._loaded(), x)  # the timed inference function itself
+        return np.asarray(logits).astype(self.param_dtype, copy=False), float(self._loss(logits, y))
 
     def gradients(self, batch) -> dict[str, np.ndarray]:
-        _, grads = self._gradients(self.params, *batch)
-        return _to_canonical(self.spec, jax.device_get(grads))
+        # The train step's own loss function, dropout off; the step check runs the timed step itself.
+        return _to_canonical(self.spec, jax.device_get(self._gradients(self._loaded(), *batch)))
 
     def peak_device_memory_bytes(self) -> int | None:
         if self.dev.platform != "gpu":
@@ -346,8 +395,9 @@ class JaxAdapter(Adapter):
             "versions": versions,
             "backend": self.dev.platform,
             "device": self.dev.device_kind,
-            "threads": self.threads,
-            "cpu_affinity": len(os.sched_getaffinity(0)),  # what sizes XLA's CPU thread pool
+            # XLA:CPU sizes its intra-op pool from the CPU affinity (the worker pins it), not from a setting.
+            "threads": len(os.sched_getaffinity(0)) if self.dev.platform == "cpu" else self.threads,
+            "threads_requested": self.threads,
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "xla_flags_applied": self.xla_flags_applied,  # False: a backend started before this adapter
             "precision": self.precision,
@@ -356,13 +406,14 @@ class JaxAdapter(Adapter):
             "matmul_precision": jax.config.jax_default_matmul_precision or "default",
             "x64": bool(jax.config.jax_enable_x64),
             "compile": "jax.jit",
+            "compile_scope": COMPILE_SCOPE,
             "donation": "params, optimizer state, dropout key",
             "data_layout": "NHWC" if self.spec.kind == "image" else "(B, T) int32, batch-major",
             "optimizer_impl": "optax",
             "allocator_preallocation": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "true"),
         }
         if self.spec.kind == "sequence":
-            s["recurrent"] = "flax.linen.RNN (lax.scan) over OptimizedLSTMCell / linen GRUCell"
+            s["recurrent_impl"] = "lax.scan over the cell, input projection hoisted out of the scan (one matmul)"
         # The shared key (docs/spec.md 5.8): below "highest", XLA:GPU may run float32 dots as TF32.
         s["fp32_math"] = "tf32" if self.dev.platform == "gpu" and s["matmul_precision"] != "highest" else "ieee"
         if self.dev.platform == "gpu":

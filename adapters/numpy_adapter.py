@@ -161,4 +161,5 @@ class NumpyAdapter(Adapter):
         return {"versions": {"numpy": np.__version__}, "threads": self.threads, "precision": self.precision,
                 "dtype": np.dtype(self.dtype).name, "compile": "none (eager NumPy, written for clarity)",
                 "data_layout": "NCHW" if self.spec.kind == "image" else "(B, T) int64",
-                "fp32_math": "ieee", "reference": True}
+                "compile_scope": "none (eager)", "fp32_math": "ieee", "reference": True,
+                **({"recurrent_impl": "NumPy loop over time steps"} if self.spec.kind == "sequence" else {})}

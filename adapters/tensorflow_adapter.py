@@ -9,6 +9,11 @@ from typing import Any, Callable
 import numpy as np
 
 os.environ["KERAS_BACKEND"] = "tensorflow"  # Keras 3 reads its backend once, at its first import
+# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 (VNNI, BF16, AMX) features;
+# elsewhere it runs Eigen kernels, and on a 2-core AVX2 machine those trained AlexNet 3.2x and the LSTM 2.3x
+# slower (a transposed dense backward matmul: 222 ms against 22 ms). torch uses oneDNN on every x86 CPU, so
+# the expert setting is on; a value the user set is kept, and the manifest records it (docs/fairness.md).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
@@ -169,23 +174,30 @@ def _dense(layer: Dense) -> list[layers.Layer]:
     return drop + [layers.Dense(layer.units, activation=layer.activation, name=layer.name)]
 
 
-def _embedding(layer: Embedding) -> list[layers.Layer]:
-    return [layers.Embedding(layer.vocab, layer.dim, name=layer.name)]
+def _embedding(layer: Embedding, dtype: str | None = None) -> list[layers.Layer]:
+    return [layers.Embedding(layer.vocab, layer.dim, name=layer.name, dtype=dtype)]
 
 
-def _recurrent(layer: Recurrent) -> list[layers.Layer]:
+def _recurrent(layer: Recurrent, dtype: str | None = None, use_cudnn: bool | str = "auto") -> list[layers.Layer]:
     if layer.cell == "lstm":
-        return [layers.LSTM(layer.hidden, return_sequences=True, name=f"lstm{i}") for i in range(layer.layers)]
-    return [layers.GRU(layer.hidden, return_sequences=True, reset_after=True, name=f"gru{i}",
-                       bias_constraint=_HoldRecurrentRZBias()) for i in range(layer.layers)]
+        return [layers.LSTM(layer.hidden, return_sequences=True, name=f"lstm{i}", dtype=dtype, use_cudnn=use_cudnn)
+                for i in range(layer.layers)]
+    return [layers.GRU(layer.hidden, return_sequences=True, reset_after=True, name=f"gru{i}", dtype=dtype,
+                       use_cudnn=use_cudnn, bias_constraint=_HoldRecurrentRZBias()) for i in range(layer.layers)]
 
 
 _BUILDERS = {Conv: _conv, Pool: _pool, Flatten: lambda layer: [layers.Flatten()], Dense: _dense,
              Embedding: _embedding, Recurrent: _recurrent}
 
 
-def _build_model(spec: ModelSpec) -> tuple[keras.Model, dict[str, _Slot]]:
-    """The Keras functional model of `spec` and where each canonical weight lives in it."""
+def _build_model(spec: ModelSpec, *, sequence_dtype: str | None = None,
+                 use_cudnn: bool | str = "auto") -> tuple[keras.Model, dict[str, _Slot]]:
+    """The Keras functional model of `spec` and where each canonical weight lives in it.
+
+    `sequence_dtype` overrides the dtype policy of the embedding and recurrent layers (float32 under bf16,
+    docs/spec.md section 5.8); `use_cudnn` is the recurrent layers' cuDNN switch.
+    """
+    options = {Embedding: {"dtype": sequence_dtype}, Recurrent: {"dtype": sequence_dtype, "use_cudnn": use_cudnn}}
     if spec.kind == "image":
         c, h, w = spec.input_shape
         inputs = keras.Input((h, w, c), name="images")  # NHWC
@@ -193,7 +205,7 @@ def _build_model(spec: ModelSpec) -> tuple[keras.Model, dict[str, _Slot]]:
         inputs = keras.Input(spec.input_shape, dtype="int32", name="tokens")
     x, slots, flat_hwc = inputs, {}, None
     for layer in spec.layers:
-        for kl in _BUILDERS[type(layer)](layer):
+        for kl in _BUILDERS[type(layer)](layer, **options.get(type(layer), {})):
             if isinstance(kl, layers.Flatten):
                 flat_hwc = tuple(x.shape[1:])
             x = kl(x)
@@ -234,6 +246,10 @@ class TensorFlowAdapter(Adapter):
             tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
         keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow; Keras seed generators (dropout)
         self.jit_compile = jit_compile
+        # XLA cannot compile cuDNN's RNN op (CudnnRNNV3), which Keras picks on a GPU (Keras's own fit turns XLA
+        # off for such a model). Under jit_compile the recurrent layers run Keras's RNN loop instead, recorded
+        # as `recurrent_impl`; on a CPU Keras never picks cuDNN, so this changes nothing there.
+        self.use_cudnn: bool | str = False if jit_compile else "auto"
         self.tf_device = "/GPU:0" if device == "cuda" else "/CPU:0"
         self.policy, self.floatx = _POLICIES[precision]
         self._last: tf.Tensor | None = None  # a scalar of the latest step's result, read by sync on CPU
@@ -255,7 +271,8 @@ class TensorFlowAdapter(Adapter):
     def build(self, spec: ModelSpec, optimizer: OptimizerSpec | None) -> None:
         self.spec = spec
         with self._scope():
-            self.model, self._slots = _build_model(spec)
+            self.model, self._slots = _build_model(spec, sequence_dtype="float32" if self.precision == "bf16" else None,
+                                                   use_cudnn=self.use_cudnn)
         self.variables = self.model.trainable_variables
         self.dtype = self.variables[0].dtype  # float64 in fp64, float32 otherwise (bf16 computes in bf16)
         self.optimizer_spec = optimizer
@@ -374,9 +391,12 @@ class TensorFlowAdapter(Adapter):
             "compute_dtype": self.model.compute_dtype,
             "autocast": "keras mixed_bfloat16 policy" if self.precision == "bf16" else None,
             "compile": "tf.function(jit_compile=True)" if self.jit_compile else "tf.function",
+            # docs/spec.md 5.8: one tf.function per step (forward, loss, backward, update; or the forward),
+            # XLA-compiled, or a TensorFlow graph of library kernels without fusion.
+            "compile_scope": "whole step, compiled" if self.jit_compile else "whole step, graph",
             "data_layout": "NHWC" if self.spec.kind == "image" else "(B, T) int32",
             "optimizer_impl": "keras.optimizers; Adam, RMSprop subclassed to torch.optim math",
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux)"),
+            "onednn": {"1": "on", "0": "off"}.get(os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""), "TensorFlow's default"),
         }
         if self.device == "cuda":
             info = tf.sysconfig.get_build_info()
@@ -386,6 +406,11 @@ class TensorFlowAdapter(Adapter):
             s["tensor_float_32"] = tf.config.experimental.tensor_float_32_execution_enabled()
             s["memory_growth"] = tf.config.experimental.get_memory_growth(gpu)
             s["allocator_preallocation"] = "BFC allocator, memory growth on (no preallocation)"
+        if self.spec.kind == "sequence":
+            cudnn = self.device == "cuda" and self.use_cudnn == "auto"
+            s["recurrent_impl"] = ("keras.layers.LSTM/GRU on cuDNN (CudnnRNNV3)" if cudnn else
+                                   "keras.layers.LSTM/GRU, Keras's RNN loop (tf.while_loop over the cell)")
+            s["use_cudnn"] = self.use_cudnn
         # The shared key (docs/spec.md 5.8); TF's TF32 switch is on by default but means nothing on a CPU.
         s["fp32_math"] = "tf32" if s.get("tensor_float_32") else "ieee"
         return s

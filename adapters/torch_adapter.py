@@ -69,12 +69,26 @@ class _TokenModel(nn.Module):
                 b_hh.register_hook(lambda g: g * self.bias_hh_mask)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
-        seq, _ = self.rnn(self.embed(tokens))
+        # Embedding and recurrent layers in float32 also under bf16 autocast (docs/spec.md section 5.8): CPU
+        # autocast already keeps them there, CUDA autocast would run cuDNN's RNN in bfloat16.
+        with torch.autocast(tokens.device.type, enabled=False):
+            seq, _ = self.rnn(self.embed(tokens))
         return self.out(seq)
 
 
+def _compile_counters() -> tuple[int, dict[str, int]]:
+    """(graphs Dynamo has compiled in this process, graph-break reasons -> count)."""
+    from torch._dynamo.utils import counters  # no public API reports graph counts after the fact
+    return int(counters["stats"]["unique_graphs"]), {str(k): int(v) for k, v in counters["graph_break"].items()}
+
+
+def _first_lines(breaks: dict[str, int]) -> list[str]:
+    return [reason.strip().splitlines()[0] for reason in breaks]
+
+
 class TorchAdapter(Adapter):
-    def __init__(self, *, device: str, precision: str, threads: int, seed: int, compile: bool = False):
+    def __init__(self, *, device: str, precision: str, threads: int, seed: int, compile: bool = False,
+                 compile_mode: str = "default"):
         super().__init__(device=device, precision=precision, threads=threads, seed=seed)
         if device == "cuda" and not torch.cuda.is_available():
             raise Unsupported("CUDA is not available to torch on this machine")
@@ -90,7 +104,7 @@ class TorchAdapter(Adapter):
             torch.backends.cudnn.rnn.fp32_precision = fp32
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(seed)
-        self.compile = compile
+        self.compile, self.compile_mode = compile, compile_mode
         self.dtype = _DTYPES[precision]
         self.dev = torch.device(device)
         self._is_training: bool | None = None
@@ -102,7 +116,16 @@ class TorchAdapter(Adapter):
         self.model = model.to(self.dev, self.dtype)
         self.optimizer_spec = optimizer
         self.opt = self._make_optimizer() if optimizer else None
-        self.fn = torch.compile(self.model) if self.compile else self.model
+        # The functions `bench run` times; `forward` and `gradients` run the same ones (docs/spec.md 6.1).
+        # torch.compile: the whole train step is compiled, as jax.jit and tf.function compile theirs. Dynamo
+        # breaks the graph at `loss.backward()`, so a step is two compiled graphs: forward and loss (their
+        # backward compiled by AOTAutograd) and the optimizer update; both are compiled explicitly here.
+        self._backward, self._update, self._infer = self._backward_fn, self._update_fn, self._infer_fn
+        if self.compile:
+            self._backward = torch.compile(self._backward_fn, mode=self.compile_mode)
+            self._update = torch.compile(self._update_fn, mode=self.compile_mode)
+            self._infer = torch.compile(self._infer_fn, mode=self.compile_mode)
+        self._checked_compile = False
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         o, p = self.optimizer_spec, self.optimizer_spec.params
@@ -189,19 +212,42 @@ class TorchAdapter(Adapter):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float() if self.precision == "bf16"
                                else logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
-    def train_step(self, batch) -> None:
-        x, y = batch
-        self._set_training(True)
-        self.opt.zero_grad(set_to_none=True)
+    def _backward_fn(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward, loss, backward (into gradients set to None before); the loss, detached."""
         with self._autocast():
-            loss = self._loss(self.fn(x), y)
+            loss = self._loss(self.model(x), y)
         loss.backward()
+        return loss.detach()
+
+    def _update_fn(self) -> None:
         self.opt.step()
+
+    def _infer_fn(self, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.model(x)
+
+    def _check_compiled(self) -> None:
+        """After the first step: what torch.compile compiled; a case where it compiled nothing is skipped."""
+        if not self.compile or self._checked_compile:
+            return
+        self._checked_compile = True
+        graphs, breaks = _compile_counters()
+        if graphs == 0:
+            why = "; ".join(_first_lines(breaks)) or "no graph captured"
+            raise Unsupported(f"torch.compile compiled nothing for {self.spec.name}: {why[:200]}")
+
+    def train_step(self, batch) -> None:
+        self._set_training(True)
+        self.opt.zero_grad(set_to_none=True)  # outside the compiled function: Dynamo will not trace it
+        self._backward(*batch)
+        self._update()
+        self._check_compiled()
 
     def infer_step(self, batch) -> None:
         self._set_training(False)
-        with torch.inference_mode(), self._autocast():
-            self.fn(batch[0])
+        with torch.inference_mode():
+            self._infer(batch[0])
+        self._check_compiled()
 
     def sync(self) -> None:
         # On CPU every op above has finished when it returns; CUDA work is asynchronous.
@@ -211,21 +257,40 @@ class TorchAdapter(Adapter):
     def forward(self, batch) -> tuple[np.ndarray, float]:
         x, y = batch
         self._set_training(False)
-        with torch.no_grad():
-            logits = self.model(x)
+        with torch.inference_mode():
+            logits = self._infer(x)  # the timed inference function itself
             loss = self._loss(logits, y)
-        return logits.cpu().numpy(), float(loss)
+        return logits.to(self.dtype).cpu().numpy(), float(loss)
 
     def gradients(self, batch) -> dict[str, np.ndarray]:
-        x, y = batch
         self._set_training(False)  # dropout off
         self.model.zero_grad(set_to_none=True)
-        self._loss(self.model(x), y).backward()
+        self._backward(*batch)  # the train step's own (compiled) forward and backward
         return {name: (q.grad if sl is None else q.grad[sl]).detach().cpu().numpy().copy()
                 for name, (q, sl) in self._canonical_params().items()}
 
     def peak_device_memory_bytes(self) -> int | None:
         return int(torch.cuda.max_memory_allocated()) if self.dev.type == "cuda" else None
+
+    def reset_peak_device_memory(self) -> bool:
+        if self.dev.type != "cuda":
+            return False
+        torch.cuda.reset_peak_memory_stats()
+        return True
+
+    def _recurrent_impl(self) -> str:
+        cls = type(self.model.rnn).__name__
+        if self.dev.type == "cuda":
+            kernel = "cuDNN"
+        elif cls == "LSTM" and torch.backends.mkldnn.is_available():
+            kernel = "oneDNN fused LSTM (mkldnn_rnn_layer)"
+        else:
+            kernel = "ATen CPU loop, input projection hoisted"
+        # Dynamo does not trace RNN modules; its experimental `allow_rnn` unrolls them: the full-size LSTM took
+        # 258 s to compile and trained 1.5x slower than eager (docs/fairness.md). So the RNN runs eagerly
+        # between the compiled embedding and the compiled output layer, loss and optimizer.
+        eager = ", eager between compiled graphs: Dynamo does not trace RNN modules" if self.compile else ""
+        return f"torch.nn.{cls} ({kernel}){eager}"
 
     def settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
@@ -235,11 +300,23 @@ class TorchAdapter(Adapter):
             "precision": self.precision,
             "dtype": str(self.dtype).removeprefix("torch."),
             "autocast": "bfloat16" if self.precision == "bf16" else None,
-            "compile": "torch.compile(mode=default, backend=inductor)" if self.compile else "eager",
+            "compile": f"torch.compile(mode={self.compile_mode}, backend=inductor, fullgraph=False)" if self.compile
+                       else "eager",
+            # docs/spec.md 5.8. Train: forward and loss with their backward (AOTAutograd), then the optimizer
+            # update: two graphs, since Dynamo breaks at loss.backward(). Infer: the forward.
+            "compile_scope": "none (eager)" if not self.compile else
+                             "whole step, compiled around an eager RNN" if isinstance(self.model, _TokenModel) else
+                             "whole step, compiled",
             "data_layout": "NCHW" if self.spec.kind == "image" else "(B, T) int64, batch_first",
             "optimizer_impl": "torch.optim defaults (foreach on CUDA, for-loop on CPU)",
             "mkldnn": torch.backends.mkldnn.is_available(),
         }
+        if self.compile:
+            graphs, breaks = _compile_counters()
+            s["compiled"] = {"graphs": graphs, "graph_breaks": sum(breaks.values()),
+                             "break_reasons": sorted(set(_first_lines(breaks)))}
+        if isinstance(self.model, _TokenModel):
+            s["recurrent_impl"] = self._recurrent_impl()
         if self.dev.type == "cuda":
             s["versions"].update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
             s["gpu"] = torch.cuda.get_device_name()

@@ -166,6 +166,11 @@ class Adapter(abc.ABC):
         """Peak device memory of this process, where the device reports it (GPU); else None."""
         return None
 
+    def reset_peak_device_memory(self) -> bool:
+        """Reset the peak that `peak_device_memory_bytes` reports to the memory in use now; False if the
+        framework cannot (then only the whole-process peak is reported)."""
+        return False
+
     @abc.abstractmethod
     def settings(self) -> dict[str, Any]:
         """The fairness manifest: precision flags, compile mode, threads, layout, library versions."""

@@ -31,6 +31,10 @@ __all__ = ["pytest_generate_tests", "test_conformance_parameter_count", "test_co
            "test_conformance_settings_manifest"]
 
 MODELS = list(TINY_SIZES)
+# The shared manifest key `compile_scope` (docs/spec.md section 5.8): how much of a step one compiled or graph
+# function covers.
+COMPILE_SCOPES = ("none (eager)", "whole step, graph", "whole step, compiled", "whole step, compiled around an eager RNN",
+                  "forward only, compiled")
 STEP_TOL = 1e-9  # float64: the adapter's update against NumPy's optimizer math on its own gradients
 FD_TOL = 1e-5  # float64: directional derivatives against central differences of the NumPy reference
 BATCH = 3
@@ -251,12 +255,23 @@ def test_conformance_sync_leaves_no_work(conformance_adapter, mode):
 def test_conformance_settings_manifest(conformance_adapter):
     adapter, _ = make(conformance_adapter, "lenet5")
     s = adapter.settings()
-    missing = [k for k in ("versions", "threads", "precision", "dtype", "compile", "data_layout", "fp32_math")
-               if k not in s]
+    missing = [k for k in ("versions", "threads", "precision", "dtype", "compile", "compile_scope", "data_layout",
+                           "fp32_math") if k not in s]
     if missing:
         fail("settings manifest", f"settings() lacks {', '.join(missing)}")
     if s["fp32_math"] not in ("ieee", "tf32"):
         fail("settings manifest", f"settings()['fp32_math'] must be 'ieee' or 'tf32', got {s['fp32_math']!r}")
+    if s["compile_scope"] not in COMPILE_SCOPES:
+        fail("settings manifest", f"settings()['compile_scope'] must be one of {', '.join(COMPILE_SCOPES)}, "
+                                  f"got {s['compile_scope']!r}")
+    if not isinstance(s["threads"], int):
+        fail("settings manifest", f"settings()['threads'] must be the intra-op thread count, got {s['threads']!r}")
+    try:
+        recurrent, _ = make(conformance_adapter, "lstm")
+    except pytest.skip.Exception:
+        recurrent = None
+    if recurrent is not None and not recurrent.settings().get("recurrent_impl"):
+        fail("settings manifest", "settings() of an lstm model lacks 'recurrent_impl' (which kernel runs the cell)")
     if not isinstance(s["versions"], dict) or not s["versions"]:
         fail("settings manifest", "settings()['versions'] must name the framework's libraries and versions")
     if s["precision"] != "fp32":

@@ -83,8 +83,13 @@ class Metrics:
     achieved_flops_per_s: float | None = None
     cpu_utilisation: float | None = None  # CPU time / wall time of the timed samples
     parameters: int | None = None
-    peak_host_rss_bytes: int | None = None
+    peak_host_rss_bytes: int | None = None  # over the whole worker
     peak_device_memory_bytes: int | None = None
+    # Set-up (import to the end of warm-up) and steady-state step (the timed samples) peaks, apart.
+    setup_peak_host_rss_bytes: int | None = None
+    step_peak_host_rss_bytes: int | None = None
+    setup_peak_device_memory_bytes: int | None = None
+    step_peak_device_memory_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # metrics this version does not know, kept as written
 
     def to_json(self) -> dict[str, Any]:
@@ -108,7 +113,8 @@ _METRIC_KINDS = {
     "step_s": "numdict", "first_step_s": "num", "setup_s": "num", "import_s": "num", "warmup_steps": "int",
     "steps_per_sample": "int", "stop_reason": "str", "measure_s": "num", "flops_per_sample": "int",
     "achieved_flops_per_s": "num", "cpu_utilisation": "num", "parameters": "int",
-    "peak_host_rss_bytes": "int", "peak_device_memory_bytes": "int",
+    "peak_host_rss_bytes": "int", "peak_device_memory_bytes": "int", "setup_peak_host_rss_bytes": "int",
+    "step_peak_host_rss_bytes": "int", "setup_peak_device_memory_bytes": "int", "step_peak_device_memory_bytes": "int",
 }
 _OK_METRICS = ("samples_per_s", "samples_per_s_ci", "step_s", "first_step_s", "setup_s", "parameters")
 

@@ -29,3 +29,44 @@ class DampenedMomentum(TorchAdapter):
             return super()._make_optimizer()
         params = [q for q in self.model.parameters() if q.requires_grad]
         return torch.optim.SGD(params, lr=o.params["lr"], momentum=o.params["momentum"], dampening=0.5)
+
+
+class WrongTimedInference(TorchAdapter):
+    """The timed inference function is wrong (logits doubled) while the eager model is right."""
+
+    def build(self, spec, optimizer):
+        super().build(spec, optimizer)
+        timed = self._infer
+        self._infer = lambda x: 2 * timed(x)
+
+
+class WrongTimedUpdate(TorchAdapter):
+    """The timed train step applies each update twice while the optimizer itself is right."""
+
+    def build(self, spec, optimizer):
+        super().build(spec, optimizer)
+        timed = self._update
+
+        def twice():
+            timed()
+            timed()
+        self._update = twice
+
+
+def _jax_wrong_infer():
+    from adapters.jax_adapter import JaxAdapter
+
+    class WrongTimedJaxInference(JaxAdapter):
+        """JAX: the jitted inference function that `infer_step` times returns shifted logits."""
+
+        def build(self, spec, optimizer):
+            super().build(spec, optimizer)
+            timed = self._infer
+            self._infer = lambda params, x: timed(params, x) + 1.0
+    return WrongTimedJaxInference
+
+
+def __getattr__(name):  # the JAX class only when asked for: this module must import without jax
+    if name == "WrongTimedJaxInference":
+        return _jax_wrong_infer()
+    raise AttributeError(name)

@@ -96,8 +96,14 @@ def test_verdict_says_it_depends(run_dir):
 def test_differing_settings_ignore_versions_and_framework_specific_keys():
     groups = {g.title: g for g in collect_groups(RunDir(FIXTURE).records())}
     diff = differing_settings(groups["lenet5 · train (sgd) · cpu · fp32 · 2 threads"])
-    assert sorted(diff) == ["compile", "data_layout", "interop_threads"]
+    # `compile_scope` from the records' own `compile` (they predate the shared key); interop threads matter in
+    # training (a backward has independent ops), not in inference.
+    assert sorted(diff) == ["compile_scope", "data_layout", "interop_threads"]
     assert diff["interop_threads"] == {"tensorflow": "2", "torch": "1"}  # jax does not report it
+    infer = differing_settings(groups["lenet5 · infer · cpu · fp32 · 2 threads"])
+    assert sorted(infer) == ["compile_scope", "data_layout"]
+    gru = differing_settings(groups["gru · train (sgd) · cpu · fp32 · 2 threads"])
+    assert sorted(gru) == ["compile_scope"]  # token layouts cannot change a result
 
 
 def test_bench_report_cli_and_errors(tmp_path):

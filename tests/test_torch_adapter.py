@@ -139,3 +139,31 @@ def test_torch_compile_variant_matches_eager():
         outs.append(a.dump_weights())
     for k in outs[0]:
         np.testing.assert_allclose(outs[0][k], outs[1][k], rtol=1e-5, atol=1e-6)
+    # The whole step was compiled (forward with its backward, and the optimizer update), and the record says so.
+    s = a.settings()
+    assert s["compile_scope"] == "whole step, compiled" and "fullgraph=False" in s["compile"]
+    assert s["compiled"]["graphs"] >= 2 and "Unsupported Tensor.backward() call" in s["compiled"]["break_reasons"]
+
+
+@pytest.mark.slow
+def test_torch_compile_of_a_recurrent_model_says_the_rnn_runs_eagerly():
+    a = TorchAdapter(device="cpu", precision="fp32", threads=1, seed=0, compile=True)
+    spec = build_spec("gru", **TINY_MODELS["gru"])
+    a.build(spec, build_optimizer("sgd"))
+    a.load_weights(init_weights(spec, seed=1))
+    a.train_step(a.put_batch(*make_inputs(spec, 2, seed=0)))
+    s = a.settings()
+    assert s["compile_scope"] == "whole step, compiled around an eager RNN"
+    assert "eager between compiled graphs" in s["recurrent_impl"]
+    assert any(r.startswith("Attempted to wrap RNN") for r in s["compiled"]["break_reasons"])
+
+
+def test_a_compiled_case_that_compiled_nothing_is_skipped_with_the_reason(monkeypatch):
+    from adapters import torch_adapter
+    from harness.adapter import Unsupported
+
+    a, spec = adapter("lenet5")
+    a.compile = True  # as if compiled, with Dynamo's counters saying that nothing was
+    monkeypatch.setattr(torch_adapter, "_compile_counters", lambda: (0, {"Dynamo does not support X\nmore": 1}))
+    with pytest.raises(Unsupported, match="torch.compile compiled nothing for lenet5: Dynamo does not support X"):
+        a.train_step(a.put_batch(*make_inputs(spec, 2, seed=0)))

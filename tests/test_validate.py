@@ -183,3 +183,20 @@ def test_cli_validate_rejects_unknown_names(tmp_path):
     from harness.cli import main
     out = CliRunner().invoke(main, ["validate", "--models", "resnet", "--out", str(tmp_path)])
     assert out.exit_code == 2 and "unknown model 'resnet'" in out.output
+
+
+def test_validation_runs_the_timed_functions_so_a_wrong_one_fails(registry):
+    """`bench validate` must certify what `bench run` times: break only the timed path and validation fails."""
+    reg = dict(registry)
+    reg["torch-bad-infer"] = AdapterInfo("torch-bad-infer", "torch", "broken_adapters:WrongTimedInference", ("torch",))
+    reg["torch-bad-step"] = AdapterInfo("torch-bad-step", "torch", "broken_adapters:WrongTimedUpdate", ("torch",))
+    expected = {"torch-bad-infer": "logits", "torch-bad-step": "step.sgd"}
+    if not reg["jax"].missing():
+        reg["jax-bad-infer"] = AdapterInfo("jax-bad-infer", "jax", "broken_adapters:WrongTimedJaxInference",
+                                           ("jax", "flax", "optax"))
+        expected["jax-bad-infer"] = "logits"
+    for broken, check in expected.items():  # one at a time: a pair's error counts against both of its members
+        result = validate(registry=reg, models=["lenet5"], frameworks=["numpy", "torch", broken],
+                          optimizers=["sgd"], tiny=True, curve_steps=0)
+        outcome = result.outcome(broken, "lenet5")
+        assert outcome["status"] == "failed" and outcome["failed_check"].startswith(check), (broken, outcome)

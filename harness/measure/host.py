@@ -40,6 +40,30 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory since it started or since `reset_peak_rss` (Linux `VmHWM`)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak resident memory to its current one; False where the OS cannot.
+
+    Writing 5 to /proc/self/clear_refs resets `VmHWM` (Linux >= 4.0, no privileges needed for oneself).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _gpus() -> list[str]:
     """GPU names from nvidia-smi, without importing a framework; [] where there is none."""
     if not shutil.which("nvidia-smi"):

@@ -39,8 +39,13 @@ class Measurement:
     measure_s: float = 0.0  # wall time of the sampling phase
 
 
-def measure(time_steps: Callable[[int], float], cfg: MeasureConfig) -> Measurement:
-    """Run the protocol's phases around `time_steps`; return per-step times of every sample."""
+def measure(time_steps: Callable[[int], float], cfg: MeasureConfig,
+            steady: Callable[[], None] | None = None) -> Measurement:
+    """Run the protocol's phases around `time_steps`; return per-step times of every sample.
+
+    `steady` is called once, after the warm-up: where set-up ends and the steady state begins (the
+    worker resets its peak-memory counters there).
+    """
     first = time_steps(1)
 
     # Warm-up: at least `warmup_steps` steps and at least `warmup_s` seconds, the first step excluded.
@@ -49,6 +54,8 @@ def measure(time_steps: Callable[[int], float], cfg: MeasureConfig) -> Measureme
         warm_s += time_steps(1)
         warm_n += 1
     per_step = warm_s / warm_n
+    if steady is not None:
+        steady()
 
     # Calibration: k steps per sample so that one sample lasts >= min_sample_s.
     k = max(1, math.ceil(cfg.min_sample_s / per_step)) if per_step > 0 else 1

@@ -60,6 +60,40 @@ class CpuMeter:
         return self.cpu_s / self.wall_s if self.wall_s > 0 else None
 
 
+class PeakMemory:
+    """Peak host and device memory, set-up (import to the end of warm-up) and steady-state step apart.
+
+    Host: the kernel's `VmHWM`, reset at the end of the warm-up; device: the adapter's allocator peak,
+    reset there too where the framework can (else the step figure is absent, never a set-up number).
+    """
+
+    def __init__(self, adapter: Any):
+        self.adapter = adapter
+        self.setup_host = self.setup_device = None
+        self.host_reset = self.device_reset = False
+
+    def end_setup(self) -> None:
+        from .host import peak_rss_bytes, reset_peak_rss
+        self.setup_host = peak_rss_bytes()
+        self.setup_device = self.adapter.peak_device_memory_bytes()
+        self.host_reset = self.setup_host is not None and reset_peak_rss()
+        self.device_reset = self.setup_device is not None and self.adapter.reset_peak_device_memory()
+
+    def finish(self) -> dict[str, Any]:
+        from .host import peak_rss_bytes
+        device_now = self.adapter.peak_device_memory_bytes()
+        step_host = peak_rss_bytes() if self.host_reset else None
+        # ru_maxrss reads the same high-water mark that the reset lowered: the whole run's is the larger of both.
+        overall_host = max(v for v in (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, self.setup_host,
+                                       step_host) if v is not None)
+        step_device = device_now if self.device_reset else None
+        return {"peak_host_rss_bytes": overall_host,
+                "peak_device_memory_bytes": max(v for v in (device_now, self.setup_device) if v is not None)
+                if device_now is not None else None,
+                "setup_peak_host_rss_bytes": self.setup_host, "step_peak_host_rss_bytes": step_host,
+                "setup_peak_device_memory_bytes": self.setup_device, "step_peak_device_memory_bytes": step_device}
+
+
 def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str, Any], list[str]]:
     """Throughput, statistics, FLOP/s and stability warnings from one measurement."""
     from ..analysis.stats import summarize
@@ -99,8 +133,11 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str,
 def run_case(case: Case) -> Record:
     """Measure one case in this process; return its record (status ok, skipped or failed)."""
     started = time.time()
+    env: dict[str, str | None] = {}
     try:
         cpus = pin_threads(case.threads, pin=case.device == "cpu")
+        # As the user and the thread caps set it, before an adapter sets its own defaults (which it records).
+        env = {k: os.environ.get(k) for k in MANIFEST_ENV}
         from ..adapter import discover
         from ..models import build_spec
         from ..optimizers import build_optimizer
@@ -128,16 +165,15 @@ def run_case(case: Case) -> Record:
 
         step = adapter.train_step if case.mode == "train" else adapter.infer_step
         meter = CpuMeter(step_timer(lambda: step(batch), adapter.sync))
-        m = measure(meter, case.measure)
+        memory = PeakMemory(adapter)
+        m = measure(meter, case.measure, steady=memory.end_setup)
         metrics, warnings = metrics_for(case, spec, m, meter.share)
-        metrics.update(setup_s=setup_s, import_s=import_s, parameters=spec.parameter_count(),
-                       peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                       peak_device_memory_bytes=adapter.peak_device_memory_bytes())
+        metrics.update(setup_s=setup_s, import_s=import_s, parameters=spec.parameter_count(), **memory.finish())
         manifest = {
             "framework": info.framework, "adapter": info.name, "affinity": cpus,
             "cpu_pinning": f"pinned to {len(cpus)} CPUs" if case.device == "cpu" else
                            f"not pinned: a {case.device} case keeps all {len(cpus)} CPUs for the host threads",
-            "env": {k: os.environ.get(k) for k in MANIFEST_ENV},
+            "env": env,
             **adapter.settings(),
         }
         return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),

@@ -8,25 +8,75 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from ..analysis.significance import compare_times
 from ..analysis.stats import summarize
+from ..models import MODELS
 from ..records import Record
 from ..results import RunDir
 from . import plots
 from .model import Config, Group, Report, Section
 from .verdict import verdict
 
-# Fairness-manifest keys (docs/spec.md 5.8) compared between frameworks in one comparison. Left out on purpose:
-# `versions`, `framework`, `adapter` and descriptive notes (`optimizer_impl`, `recurrent`, `donation`,
-# `mkldnn`, `onednn`, `backend`, `device`, `gpu`), which differ by nature. A key reported by only one
-# framework (torch's `fp32_precision`, jax's `matmul_precision`) cannot differ and is not listed.
-FAIRNESS_KEYS = ("fp32_math", "threads", "interop_threads", "affinity", "env", "precision", "dtype", "compute_dtype",
-                 "autocast", "compile", "data_layout", "allocator_preallocation", "memory_growth",
-                 "fp32_precision", "matmul_precision", "tensor_float_32", "cudnn_benchmark", "x64")
+# Fairness-manifest keys (docs/spec.md 5.8) compared between frameworks in one comparison: FAIRNESS below.
+# Left out on purpose: `versions`, `framework`, `adapter`, `compile` (each framework's own API call; the shared
+# `compile_scope` says what it covers) and descriptive notes (`optimizer_impl`, `donation`, `mkldnn`, `onednn`,
+# `backend`, `device`, `gpu`, `compiled`), which differ by nature. A key reported by only one framework
+# (torch's `fp32_precision`, jax's `matmul_precision`) cannot differ and is not listed.
+def _always(group: Group) -> bool:
+    return True
+
+
+def _on_gpu(group: Group) -> bool:
+    return group.device != "cpu"
+
+
+def _on_cpu(group: Group) -> bool:
+    return group.device == "cpu"
+
+
+def _sequences(group: Group) -> bool:
+    model = MODELS.get(group.model)
+    return model is not None and "seq_len" in model.defaults
+
+
+def _images(group: Group) -> bool:
+    return not _sequences(group)
+
+
+def _training_on_cpu(group: Group) -> bool:  # a forward chain has no independent ops to run side by side
+    return group.device == "cpu" and group.mode == "train"
+
+
+# Manifest keys that can change a result (docs/spec.md section 5.8): key -> (why it matters, where it can).
+# A key that differs where it cannot matter (GPU allocator settings of a CPU case) is not reported.
+FAIRNESS: dict[str, tuple[str, Callable[[Group], bool]]] = {
+    "fp32_math": ("TF32 rounds float32 matmul and convolution inputs to 10 mantissa bits, several times faster "
+                  "on tensor cores", _on_gpu),
+    "precision": ("the numeric precision the case asked for", _always),
+    "dtype": ("the parameters' dtype", _always),
+    "compute_dtype": ("the dtype the layers compute in", _always),
+    "autocast": ("which ops mixed precision moves to bfloat16", _always),
+    "x64": ("jax: 64-bit types enabled process-wide", _always),
+    "compile_scope": ("how much of a step a compiler sees: fusion and no Python dispatch", _always),
+    "recurrent_impl": ("the recurrent kernel (fused library call or a loop over time steps)", _sequences),
+    "data_layout": ("channels-first or channels-last convolutions pick different kernels", _images),
+    "threads": ("the cores one op may use", _on_cpu),
+    "interop_threads": ("independent ops (a backward's weight and input gradients) run side by side",
+                        _training_on_cpu),
+    "affinity": ("the CPUs the worker may run on", _on_cpu),
+    "env": ("environment variables the frameworks read at start", _always),
+    "allocator_preallocation": ("how the device allocator grows", _on_gpu),
+    "memory_growth": ("TensorFlow: GPU memory grown on demand or taken at start", _on_gpu),
+    "fp32_precision": ("torch: the per-backend float32 math flags", _on_gpu),
+    "matmul_precision": ("jax: the default matmul precision", _on_gpu),
+    "tensor_float_32": ("TensorFlow: the TF32 switch", _on_gpu),
+    "cudnn_benchmark": ("torch: cuDNN autotuning of convolution algorithms", _on_gpu),
+}
+FAIRNESS_KEYS = tuple(FAIRNESS)
 UNSTABLE_PREFIXES = ("unstable", "too few samples")
 CPU_CAP_PREFIXES = ("thread cap exceeded", "cores idle")
 
@@ -43,17 +93,24 @@ def _config(recs: list[Record]) -> Config:
     case = recs[0].case
     times = tuple(t for r in recs for t in r.samples_s)
     s = summarize(list(times))
-    mem = []
+    step, setup, whole_run = [], [], False
     for r in recs:
-        v = r.metrics.peak_device_memory_bytes if case.device != "cpu" else None
-        v = v if v is not None else r.metrics.peak_host_rss_bytes
-        if v is not None:
-            mem.append(float(v))
+        m, gpu = r.metrics, case.device != "cpu"
+        step_v = m.step_peak_device_memory_bytes if gpu else m.step_peak_host_rss_bytes
+        if step_v is None:  # an older record, or a framework that cannot reset its peak: the whole run's
+            step_v = m.peak_device_memory_bytes if gpu else m.peak_host_rss_bytes
+            whole_run = whole_run or step_v is not None
+        setup_v = m.setup_peak_device_memory_bytes if gpu else m.setup_peak_host_rss_bytes
+        if step_v is not None:
+            step.append(float(step_v))
+        if setup_v is not None:
+            setup.append(float(setup_v))
     fps = recs[0].metrics.flops_per_sample
     cpu = [r.metrics.cpu_utilisation for r in recs if r.metrics.cpu_utilisation is not None]
     return Config(
         config_id=recs[0].config_id, framework=case.framework, batch_size=case.batch_size, times_s=times,
-        summary=s, first_step_s=tuple(float(r.metrics.first_step_s) for r in recs), memory_bytes=tuple(mem),
+        summary=s, first_step_s=tuple(float(r.metrics.first_step_s) for r in recs), memory_bytes=tuple(step),
+        setup_memory_bytes=tuple(setup), memory_whole_run=whole_run,
         flops_per_s=fps * case.batch_size / s.median if fps else None,
         cpu_utilisation=sum(cpu) / len(cpu) if cpu else None, processes=len(recs),
         warnings=tuple(dict.fromkeys(w for r in recs for w in r.warnings)),
@@ -113,7 +170,9 @@ def group_table(group: Group) -> pd.DataFrame:
             "framework": c.framework, "batch": str(c.batch_size), "samples/s": _num(c.samples_per_s),
             "95% CI": f"{_num(c.ci[0])}–{_num(c.ci[1])}", "rel. speed": f"{rel:.2f}", "vs fastest": verdict,
             "first step s": _secs(min(c.first_step_s)),
-            "peak memory": _bytes(max(c.memory_bytes)) if c.memory_bytes else "-",
+            "set-up memory": _bytes(max(c.setup_memory_bytes)) if c.setup_memory_bytes else "-",
+            "step memory": (_bytes(max(c.memory_bytes)) + (" (whole run)" if c.memory_whole_run else ""))
+                           if c.memory_bytes else "-",
             "GFLOP/s": f"{c.flops_per_s / 1e9:,.2f}" if c.flops_per_s else "-",
             "CPU busy": f"{c.cpu_utilisation:.2f}" if c.cpu_utilisation is not None else "-",
             "samples": f"{c.summary.n}" + (f" ({c.processes} proc.)" if c.processes > 1 else "")
@@ -122,10 +181,12 @@ def group_table(group: Group) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _flat_manifest(m: dict[str, Any]) -> dict[str, str]:
+def _flat_manifest(m: dict[str, Any], group: Group | None = None) -> dict[str, str]:
     out = {}
-    for k in FAIRNESS_KEYS:
-        if k not in m:
+    if "compile_scope" not in m and "compile" in m:  # a record from before the shared key: its own words
+        m = {**m, "compile_scope": m["compile"]}
+    for k, (_, applies) in FAIRNESS.items():
+        if k not in m or (group is not None and not applies(group)):
             continue
         v = m[k]
         if isinstance(v, dict):
@@ -141,7 +202,7 @@ def differing_settings(group: Group) -> dict[str, dict[str, str]]:
     """Manifest settings whose values differ between the frameworks of one comparison: key -> fw -> value."""
     per_fw: dict[str, dict[str, str]] = {}
     for c in group.configs:
-        per_fw.setdefault(c.framework, _flat_manifest(c.manifest))
+        per_fw.setdefault(c.framework, _flat_manifest(c.manifest, group))
     keys = sorted({k for m in per_fw.values() for k in m})
     out = {}
     for k in keys:
@@ -159,10 +220,10 @@ def settings_table(groups: list[Group]) -> pd.DataFrame:
         for k, vals in differing_settings(g).items():
             text = "; ".join(f"{fw}: {v}" for fw, v in vals.items())
             seen.setdefault((k, text), []).append(f"{g.model} {g.mode}")
-    rows = [{"setting": k, "values": text,
+    rows = [{"setting": k, "values": text, "why it matters": FAIRNESS[k.split(".")[0]][0],
              "comparisons": f"all {len(compared)}" if len(where) == len(compared) else ", ".join(where)}
             for (k, text), where in sorted(seen.items())]
-    return pd.DataFrame(rows, columns=["setting", "values", "comparisons"])
+    return pd.DataFrame(rows, columns=["setting", "values", "why it matters", "comparisons"])
 
 
 def warning_lists(groups: list[Group]) -> list[tuple[str, list[str]]]:
@@ -229,8 +290,11 @@ def build_report(run: RunDir) -> Report:
                 "throughput over the fastest framework's at the same batch size; \"vs fastest\" says \"tied\" "
                 "unless a Mann-Whitney U test on the per-step times gives p < 0.05 and the 95% CIs of the "
                 "medians do not overlap. first step s is the first step alone (tracing, compilation, "
-                "autotuning; the fastest process). peak memory is peak device memory on a GPU and the worker's "
-                "peak host RSS on CPU (the framework runtime included). GFLOP/s is analytic FLOPs per sample "
+                "autotuning; the fastest process). set-up memory is the peak from the framework's "
+                "import to the end of the warm-up (building, loading weights, compiling); step memory is the peak "
+                "while the timed steps ran (reset after the warm-up), the figure the verdict compares: device memory "
+                "on a GPU, the worker's resident memory on CPU (the framework runtime included); \"(whole run)\" "
+                "marks a record without a step figure. GFLOP/s is analytic FLOPs per sample "
                 "times samples/s. validated is the `bench validate` result for the case, if any. ⚠: see "
                 "Warnings."),
         sections=sections, startup_plot=plots.startup_path(groups), warnings=warning_lists(groups),

@@ -11,7 +11,7 @@ import pandas as pd
 from ..analysis.stats import Summary
 
 # Columns that hold numbers are right-aligned in every format.
-RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "peak memory", "GFLOP/s", "CPU busy",
+RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "set-up memory", "step memory", "GFLOP/s", "CPU busy",
          "samples", "speed vs best", "cases", "wins", "ties", "losses"}
 
 
@@ -25,13 +25,17 @@ class Config:
     times_s: tuple[float, ...]  # seconds per step, every sample of every process
     summary: Summary
     first_step_s: tuple[float, ...]  # one per process
-    memory_bytes: tuple[float, ...]  # peak device memory on GPU, else peak host RSS; one per process
+    # Steady-state step peak (device memory on GPU, host RSS on CPU), one per process; the whole run's peak
+    # where the record has no step figure (memory_whole_run).
+    memory_bytes: tuple[float, ...]
     flops_per_s: float | None
     cpu_utilisation: float | None
     processes: int
     warnings: tuple[str, ...]
     validated: str
     manifest: dict[str, Any]
+    setup_memory_bytes: tuple[float, ...] = ()  # peak from import to the end of warm-up, one per process
+    memory_whole_run: bool = False
 
     @property
     def samples_per_s(self) -> float:

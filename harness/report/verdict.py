@@ -18,7 +18,8 @@ METHOD = (
     "than the fastest, and ties otherwise (significant: Mann-Whitney U p < 0.05 and non-overlapping 95% CIs "
     "of the medians). Each answer below names a winner only when its interval overlaps no other framework's; "
     "otherwise it says no clear winner. Small batch: the smallest batch size measured for that model. "
-    "Start-up: first-step time (tracing, compilation). Memory: peak device memory on GPU, peak host RSS on CPU."
+    "Start-up: first-step time (tracing, compilation). Memory: the steady-state step peak (device memory on GPU, "
+    "host RSS on CPU, reset after the warm-up), not the set-up peak."
 )
 
 
