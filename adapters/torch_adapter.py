@@ -71,7 +71,10 @@ class _TokenModel(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, vocab)
         # Embedding and recurrent layers in float32 also under bf16 autocast (docs/spec.md section 5.8): CPU
         # autocast already keeps them there, CUDA autocast would run cuDNN's RNN in bfloat16.
-        with torch.autocast(tokens.device.type, enabled=False):
+        if torch.is_autocast_enabled(tokens.device.type):
+            with torch.autocast(tokens.device.type, enabled=False):
+                seq, _ = self.rnn(self.embed(tokens))
+        else:  # fp32 and fp64: no autocast context at all
             seq, _ = self.rnn(self.embed(tokens))
         return self.out(seq)
 
@@ -107,7 +110,7 @@ class TorchAdapter(Adapter):
         self.compile, self.compile_mode = compile, compile_mode
         self.dtype = _DTYPES[precision]
         self.dev = torch.device(device)
-        self._is_training: bool | None = None
+        self._is_training: tuple[bool, bool] | None = None  # (model.training, dropout on)
 
     # ---- building ----
     def build(self, spec: ModelSpec, optimizer: OptimizerSpec | None) -> None:
@@ -198,10 +201,16 @@ class TorchAdapter(Adapter):
             xt = torch.as_tensor(x, device=self.dev, dtype=torch.long)
         return xt.contiguous(), torch.as_tensor(y, device=self.dev, dtype=torch.long)
 
-    def _set_training(self, training: bool) -> None:
-        if self._is_training is not training:
+    def _set_training(self, training: bool, dropout: bool | None = None) -> None:
+        """Training mode (cuDNN's RNN backward requires it), with dropout on unless `dropout` is False."""
+        mode = (training, training if dropout is None else dropout)
+        if self._is_training != mode:
             self.model.train(training)
-            self._is_training = training
+            if not mode[1]:
+                for m in self.model.modules():
+                    if isinstance(m, nn.Dropout):
+                        m.eval()
+            self._is_training = mode
 
     def _autocast(self):
         if self.precision == "bf16":
@@ -263,7 +272,7 @@ class TorchAdapter(Adapter):
         return logits.to(self.dtype).cpu().numpy(), float(loss)
 
     def gradients(self, batch) -> dict[str, np.ndarray]:
-        self._set_training(False)  # dropout off
+        self._set_training(True, dropout=False)  # training mode, dropout off: the spec's gradient check
         self.model.zero_grad(set_to_none=True)
         self._backward(*batch)  # the train step's own (compiled) forward and backward
         return {name: (q.grad if sl is None else q.grad[sl]).detach().cpu().numpy().copy()

@@ -167,3 +167,16 @@ def test_a_compiled_case_that_compiled_nothing_is_skipped_with_the_reason(monkey
     monkeypatch.setattr(torch_adapter, "_compile_counters", lambda: (0, {"Dynamo does not support X\nmore": 1}))
     with pytest.raises(Unsupported, match="torch.compile compiled nothing for lenet5: Dynamo does not support X"):
         a.train_step(a.put_batch(*make_inputs(spec, 2, seed=0)))
+
+
+def test_gradients_run_in_training_mode_with_dropout_off():
+    """cuDNN's RNN backward refuses eval mode, so gradients keep the model training and switch dropout off."""
+    grads = []
+    for dropout in (0.5, 0.0):
+        a, spec = adapter("alexnet", dropout=dropout)
+        a.load_weights(init_weights(build_spec("alexnet", **{**TINY_MODELS["alexnet"], "dropout": 0.0}), seed=1))
+        grads.append(a.gradients(a.put_batch(*make_inputs(spec, 2, seed=0))))
+        assert a.model.training and not any(m.training for m in a.model.modules()
+                                            if isinstance(m, torch.nn.Dropout))
+    for k in grads[0]:
+        np.testing.assert_array_equal(grads[0][k], grads[1][k])

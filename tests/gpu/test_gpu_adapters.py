@@ -261,3 +261,43 @@ def test_bench_run_measures_a_cuda_case(request, name, tmp_path):
     assert "gpu" in rec["manifest"], rec["manifest"]
     peak = rec["metrics"].get("peak_device_memory_bytes")
     assert isinstance(peak, int) and peak > 0, f"peak_device_memory_bytes in the record: {peak!r}"
+
+
+# ---- (e) fairness on the GPU (docs/spec.md 5.7-5.8): what compiled, step memory, bf16 recurrent layers ----
+
+def test_torch_compile_on_cuda_compiles_the_whole_step(request):
+    need(request, "torch-compile")
+    a, spec = make("torch-compile", "lenet5", optimizer="adam")
+    batch = a.put_batch(*make_inputs(spec, 4, seed=0))
+    a.train_step(batch)
+    a.infer_step(batch)
+    a.sync()
+    s = a.settings()
+    assert s["compile_scope"] == "whole step, compiled"
+    assert s["compiled"]["graphs"] >= 2, s["compiled"]  # forward+backward, and the optimizer update
+
+
+def test_torch_step_peak_on_cuda_resets_below_the_set_up_peak(torch_cuda):
+    """The set-up peak (a temporary 64 MiB block) must not leak into the step figure after the reset."""
+    a, spec = make("torch", "lenet5", optimizer="sgd")
+    block = torch_cuda.empty(64 * 2**20, dtype=torch_cuda.uint8, device="cuda")
+    del block
+    setup = a.peak_device_memory_bytes()
+    assert setup >= 64 * 2**20
+    assert a.reset_peak_device_memory() is True
+    batch = a.put_batch(*make_inputs(spec, 4, seed=0))
+    a.train_step(batch)
+    a.sync()
+    assert 0 < a.peak_device_memory_bytes() < setup
+
+
+def test_torch_bf16_keeps_the_cudnn_rnn_in_float32(torch_cuda):
+    a, spec = make("torch", "lstm", precision="bf16", optimizer="sgd")
+    seen = {}
+
+    def record(module, inputs, out):
+        seen["rnn"] = out[0].dtype
+    a.model.rnn.register_forward_hook(record)
+    a.train_step(a.put_batch(*make_inputs(spec, 4, seed=0)))
+    a.sync()
+    assert seen["rnn"] == torch_cuda.float32  # CUDA autocast would otherwise run cuDNN's LSTM in bfloat16
