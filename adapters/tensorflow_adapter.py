@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"  # Keras 3 reads its backend once, at
 # elsewhere it runs Eigen kernels, and on a 2-core AVX2 machine those trained AlexNet 3.2x and the LSTM 2.3x
 # slower (a transposed dense backward matmul: 222 ms against 22 ms). torch uses oneDNN on every x86 CPU, so
 # the expert setting is on; a value the user set is kept, and the manifest records it (docs/fairness.md).
+_TF_IMPORTED_BEFORE = "tensorflow" in sys.modules  # then TensorFlow has read the variable already
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -396,7 +398,8 @@ class TensorFlowAdapter(Adapter):
             "compile_scope": "whole step, compiled" if self.jit_compile else "whole step, graph",
             "data_layout": "NHWC" if self.spec.kind == "image" else "(B, T) int32",
             "optimizer_impl": "keras.optimizers; Adam, RMSprop subclassed to torch.optim math",
-            "onednn": {"1": "on", "0": "off"}.get(os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""), "TensorFlow's default"),
+            "onednn": "unknown: TensorFlow was imported before the adapter" if _TF_IMPORTED_BEFORE else
+                      {"1": "on", "0": "off"}.get(os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""), "TensorFlow's default"),
         }
         if self.device == "cuda":
             info = tf.sysconfig.get_build_info()

@@ -147,17 +147,23 @@ def test_bf16_logits_agree_between_frameworks(model):
 
 # ---- TensorFlow runs oneDNN, as torch does (item 5) ----
 
-def test_tensorflow_turns_onednn_on_unless_the_user_chose(tmp_path):
+@pytest.mark.parametrize("user", [None, "0"])
+def test_tensorflow_turns_onednn_on_unless_the_user_chose(user):
+    """In a fresh process, as a worker imports it: on by default, the user's value kept, the manifest says which."""
     needs("tensorflow", "keras")
     import os
+    import subprocess
+    import sys
 
-    from adapters.tensorflow_adapter import TensorFlowAdapter  # noqa: F401  (sets the default on import)
-
-    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] in ("0", "1")
-    spec = build_spec("lenet5")
-    a = TensorFlowAdapter(device="cpu", precision="fp32", threads=1, seed=0)
-    a.build(spec, None)
-    assert a.settings()["onednn"] == {"1": "on", "0": "off"}[os.environ["TF_ENABLE_ONEDNN_OPTS"]]
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user
+    code = ("from adapters.tensorflow_adapter import TensorFlowAdapter; from harness.models import build_spec\n"
+            "a = TensorFlowAdapter(device='cpu', precision='fp32', threads=1, seed=0)\n"
+            "a.build(build_spec('lenet5'), None); print(a.settings()['onednn'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == ("on" if user is None else "off")
 
 
 # ---- the shared manifest keys (item 9) ----
