@@ -181,10 +181,18 @@ def group_table(group: Group) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _flat_manifest_source(m: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with the shared keys filled in from older records' own words where they lack them."""
+    if "compile_scope" not in m and "compile" in m:  # a record from before the shared key
+        m = {**m, "compile_scope": m["compile"]}
+    if "recurrent_impl" not in m and "recurrent" in m:
+        m = {**m, "recurrent_impl": m["recurrent"]}
+    return m
+
+
 def _flat_manifest(m: dict[str, Any], group: Group | None = None) -> dict[str, str]:
     out = {}
-    if "compile_scope" not in m and "compile" in m:  # a record from before the shared key: its own words
-        m = {**m, "compile_scope": m["compile"]}
+    m = _flat_manifest_source(m)
     for k, (_, applies) in FAIRNESS.items():
         if k not in m or (group is not None and not applies(group)):
             continue
@@ -252,13 +260,22 @@ def not_measured_tables(records: list[Record]) -> list[tuple[str, pd.DataFrame]]
 
 
 def _frameworks(records: list[Record]) -> pd.DataFrame:
-    seen: dict[str, str] = {}
+    """One row per adapter: versions, and what ran (compile scope, recurrent kernel) as its records say."""
+    rows: dict[str, dict[str, Any]] = {}
     for r in records:
-        if r.ok and r.case.framework not in seen:
+        if not r.ok:
+            continue
+        row = rows.setdefault(r.case.framework, {"versions": "", "scope": {}, "recurrent": {}})
+        if not row["versions"]:
             v = r.manifest.get("versions", {})
-            seen[r.case.framework] = ", ".join(f"{k} {x}" for k, x in v.items() if x) or "-"
-    return pd.DataFrame([{"adapter": k, "versions": v} for k, v in sorted(seen.items())],
-                        columns=["adapter", "versions"])
+            row["versions"] = ", ".join(f"{k} {x}" for k, x in v.items() if x) or "-"
+        m = _flat_manifest_source(r.manifest)
+        for key, column in (("compile_scope", "scope"), ("recurrent_impl", "recurrent")):
+            if m.get(key):
+                row[column][str(m[key])] = None  # distinct values, first seen first
+    return pd.DataFrame([{"adapter": k, "versions": row["versions"], "compile scope": "; ".join(row["scope"]) or "-",
+                          "recurrent layers": "; ".join(row["recurrent"]) or "-"} for k, row in sorted(rows.items())],
+                        columns=["adapter", "versions", "compile scope", "recurrent layers"])
 
 
 def build_report(run: RunDir) -> Report:
