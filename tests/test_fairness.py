@@ -180,3 +180,18 @@ def test_every_adapter_reports_the_shared_keys(framework):
         s = a.settings()
         assert s["fp32_math"] == "ieee" and isinstance(s["threads"], int) and s["compile_scope"]
         assert ("recurrent_impl" in s) == (model == "gru")
+
+
+def test_tensorflow_xla_builds_recurrent_layers_without_cudnn_and_says_so():
+    """XLA cannot compile cuDNN's RNN op, which Keras would pick on a GPU: under jit_compile it is off."""
+    needs("tensorflow", "keras")
+    from adapters.tensorflow_adapter import TensorFlowAdapter
+
+    spec = build_spec("lstm", **TINY_SIZES["lstm"])
+    for jit, expected in ((True, False), (False, "auto")):
+        a = TensorFlowAdapter(device="cpu", precision="fp32", threads=1, seed=0, jit_compile=jit)
+        a.build(spec, None)
+        assert {layer.use_cudnn for layer in a.model.layers if hasattr(layer, "use_cudnn")} == {expected}
+        s = a.settings()
+        assert s["use_cudnn"] == expected and "RNN loop" in s["recurrent_impl"]
+        assert s["compile_scope"] == ("whole step, compiled" if jit else "whole step, graph")
