@@ -76,7 +76,6 @@ FAIRNESS: dict[str, tuple[str, Callable[[Group], bool]]] = {
     "tensor_float_32": ("TensorFlow: the TF32 switch", _on_gpu),
     "cudnn_benchmark": ("torch: cuDNN autotuning of convolution algorithms", _on_gpu),
 }
-FAIRNESS_KEYS = tuple(FAIRNESS)
 UNSTABLE_PREFIXES = ("unstable", "too few samples")
 CPU_CAP_PREFIXES = ("thread cap exceeded", "cores idle")
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("framework", "batch", "samples/s", "rel. speed", "vs fastest", "first step s", "peak memory")
+COLUMNS = ("framework", "batch", "samples/s", "rel. speed", "vs fastest", "first step s", "step memory")
 
 
 def _cells(line: str) -> list[str]:
