@@ -1,4 +1,5 @@
 import math
+import numpy as np
 
 import pytest
 
@@ -39,3 +40,34 @@ def test_noisier_samples_have_a_wider_interval():
 def test_summary_refuses_no_samples():
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_hierarchical_ci_widens_with_process_to_process_spread():
+    """Two processes 30% apart: the CI must cover both, wider than either alone or the pooled samples'."""
+    from harness.analysis.stats import grouped_median_ci, median_ci
+
+    rng = np.random.default_rng(1)
+    fast = list(0.010 * (1 + 0.01 * rng.standard_normal(40)))  # a fast process that took more samples
+    slow = list(0.013 * (1 + 0.01 * rng.standard_normal(12)))
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    both = grouped_median_ci([fast, slow])
+    assert width(both) > 3 * max(width(median_ci(fast)), width(median_ci(slow)))
+    assert width(both) > 2 * width(median_ci(fast + slow))  # pooled, the fast process's samples outvote
+    assert grouped_median_ci([fast, slow]) == both  # seeded
+    assert grouped_median_ci([fast]) == median_ci(fast)  # one process: the ordinary bootstrap
+    same = [list(0.010 * (1 + 0.01 * rng.standard_normal(30))) for _ in range(2)]
+    assert width(grouped_median_ci(same)) < width(both) / 3  # no spread between processes: no widening
+
+
+def test_relative_to_best_resamples_processes_first():
+    from harness.analysis.significance import relative_to_best
+
+    rng = np.random.default_rng(2)
+    a1 = list(0.010 * (1 + 0.01 * rng.standard_normal(40)))  # a's fast process, with more samples
+    a2 = list(0.013 * (1 + 0.01 * rng.standard_normal(12)))  # a's slow process
+    b = list(0.0115 * (1 + 0.01 * rng.standard_normal(40)))
+    pooled = relative_to_best([{"a": a1 + a2, "b": b}])
+    by_process = relative_to_best([{"a": [a1, a2], "b": b}])
+    assert by_process["a"].geomean == pooled["a"].geomean  # the point estimate pools the samples
+    # Pooled, a's fast process outvotes the slow one and a always looks best; by process, it often is not.
+    assert by_process["a"].ci_low < 0.95 < pooled["a"].ci_low

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from .stats import median_ci
+from .stats import hierarchical_medians, median_ci
 
 ALPHA = 0.05
 RESAMPLES = 1000  # bootstrap resamples for the relative geometric means
@@ -72,23 +72,39 @@ class Score:
     cases: int
 
 
-def _boot_medians(values: Sequence[float], rng: np.random.Generator, resamples: int) -> np.ndarray:
-    data = np.asarray(values, dtype=np.float64)
+Observations = Sequence[float] | Sequence[Sequence[float]]  # flat, or one list per worker process
+
+
+def _groups(values: Observations) -> list[Sequence[float]]:
+    return [values] if not values or not isinstance(values[0], (list, tuple, np.ndarray)) else list(values)
+
+
+def _pooled(values: Observations) -> np.ndarray:
+    return np.concatenate([np.asarray(g, dtype=np.float64) for g in _groups(values)])
+
+
+def _boot_medians(values: Observations, rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """Bootstrap medians; observations given per process are resampled by process first (hierarchical)."""
+    groups = _groups(values)
+    if len(groups) > 1:
+        return hierarchical_medians(groups, rng, resamples)
+    data = np.asarray(groups[0], dtype=np.float64)
     if data.size == 1:
         return np.full(resamples, data[0])
     idx = rng.integers(0, data.size, size=(resamples, data.size))
     return np.median(data[idx], axis=1)
 
 
-def relative_to_best(cases: Sequence[Mapping[str, Sequence[float]]], resamples: int = RESAMPLES,
+def relative_to_best(cases: Sequence[Mapping[str, Observations]], resamples: int = RESAMPLES,
                      seed: int = SEED, confidence: float = 0.95) -> dict[str, Score]:
     """Geometric mean over cases of (best median / own median), lower-is-better observations.
 
     Each case maps framework -> observations of a lower-is-better quantity (per-step seconds, first-step
     seconds, peak bytes) for one comparable job. The CI is a percentile bootstrap that resamples both the
-    observations within each configuration and the set of cases a framework ran, so it reflects
-    measurement noise and how much the answer depends on the job. Seeded: the same input gives the same
-    output. A framework is scored over the cases it ran.
+    observations within each configuration (by worker process first, where they are given per process)
+    and the set of cases a framework ran, so it reflects measurement noise, process-to-process spread and
+    how much the answer depends on the job. Seeded: the same input gives the same output. A framework is
+    scored over the cases it ran.
     """
     rng = np.random.default_rng(seed)
     point: dict[str, list[float]] = {}
@@ -97,7 +113,7 @@ def relative_to_best(cases: Sequence[Mapping[str, Sequence[float]]], resamples: 
         if len(case) < 2:
             continue
         fws = sorted(case)
-        med = {fw: float(np.median(case[fw])) for fw in fws}
+        med = {fw: float(np.median(_pooled(case[fw]))) for fw in fws}
         draws = {fw: _boot_medians(case[fw], rng, resamples) for fw in fws}
         best_point = min(med.values())
         best_draw = np.min(np.stack([draws[fw] for fw in fws]), axis=0)
@@ -128,7 +144,7 @@ def clear_winner(scores: Mapping[str, Score]) -> tuple[str | None, list[str]]:
     return ranked[0], []
 
 
-def geomean_speedup(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], resamples: int = RESAMPLES,
+def geomean_speedup(pairs: Sequence[tuple[Observations, Observations]], resamples: int = RESAMPLES,
                     seed: int = SEED, confidence: float = 0.95) -> tuple[float, float, float]:
     """Geometric mean over pairs of (median a / median b) per-step times, with a seeded bootstrap CI.
 
@@ -137,7 +153,7 @@ def geomean_speedup(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], re
     if not pairs:
         return math.nan, math.nan, math.nan
     rng = np.random.default_rng(seed)
-    point = [float(np.median(a)) / float(np.median(b)) for a, b in pairs]
+    point = [float(np.median(_pooled(a))) / float(np.median(_pooled(b))) for a, b in pairs]
     logs = np.log(np.stack([_boot_medians(a, rng, resamples) / _boot_medians(b, rng, resamples)
                             for a, b in pairs], axis=1))  # (resamples, pairs)
     pick = rng.integers(0, logs.shape[1], size=logs.shape)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -22,6 +23,50 @@ def median_ci(values: list[float], confidence: float = CONFIDENCE, seed: int = 0
     res = sps.bootstrap((data,), np.median, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
                         method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def hierarchical_medians(groups: Sequence[Sequence[float]], rng: np.random.Generator,
+                         resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """Bootstrap medians that resample worker processes first, then the samples within each chosen one.
+
+    With one process this is the ordinary bootstrap of its samples. With several, a resample draws as many
+    processes as there are, with replacement, and from each drawn process as many of its samples as it has,
+    so process-to-process spread widens the distribution instead of averaging away (a hierarchical, or
+    two-stage, bootstrap).
+    """
+    arrays = [np.asarray(g, dtype=np.float64) for g in groups if len(g)]
+    if not arrays:
+        raise ValueError("no samples to resample")
+    sizes = np.array([a.size for a in arrays])
+    width = int(sizes.max())
+    padded = np.full((len(arrays), width), np.nan)
+    for i, a in enumerate(arrays):
+        padded[i, :a.size] = a
+    if len(arrays) == 1:
+        chosen = np.zeros((resamples, 1), dtype=np.int64)
+    else:
+        chosen = rng.integers(0, len(arrays), size=(resamples, len(arrays)))
+    parts = []
+    for slot in range(chosen.shape[1]):
+        g = chosen[:, slot]  # (resamples,) the process drawn for this slot
+        n = sizes[g][:, None]
+        idx = np.minimum((rng.random((resamples, width)) * n).astype(np.int64), n - 1)
+        values = padded[g[:, None], idx]
+        values[np.arange(width)[None, :] >= n] = np.nan  # a process contributes its own sample count
+        parts.append(values)
+    return np.nanmedian(np.concatenate(parts, axis=1), axis=1)
+
+
+def grouped_median_ci(groups: Sequence[Sequence[float]], confidence: float = CONFIDENCE,
+                      seed: int = 0) -> tuple[float, float]:
+    """CI of the median of pooled samples from several processes: the hierarchical bootstrap above."""
+    groups = [g for g in groups if len(g)]
+    if len(groups) <= 1:
+        return median_ci(list(groups[0]) if groups else [], confidence, seed)
+    draws = hierarchical_medians(groups, np.random.default_rng(seed))
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(draws, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def ci_half_width_share(values: list[float]) -> float:
@@ -48,14 +93,16 @@ class Summary:
         return dict(self.__dict__)
 
 
-def summarize(values: list[float]) -> Summary:
+def summarize(values: list[float], groups: Sequence[Sequence[float]] | None = None) -> Summary:
+    """Statistics of the pooled `values`; with `groups` (the same samples, one list per worker process) the
+    CI of the median is the hierarchical bootstrap's, so it covers process-to-process spread."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
         raise ValueError("no samples to summarize")
     q1, q3 = np.percentile(data, [25, 75])
     mean = float(data.mean())
     std = float(data.std(ddof=1)) if data.size > 1 else 0.0
-    lo, hi = median_ci(values)
+    lo, hi = grouped_median_ci(groups) if groups is not None and len(groups) > 1 else median_ci(values)
     return Summary(n=int(data.size), median=float(np.median(data)), mean=mean, std=std,
                    min=float(data.min()), max=float(data.max()), iqr=float(q3 - q1),
                    ci_low=lo, ci_high=hi, cv=std / mean if mean > 0 else math.nan)

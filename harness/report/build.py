@@ -91,7 +91,8 @@ def _validated(rec: Record) -> str:
 def _config(recs: list[Record]) -> Config:
     case = recs[0].case
     times = tuple(t for r in recs for t in r.samples_s)
-    s = summarize(list(times))
+    per_process = tuple(tuple(r.samples_s) for r in recs if r.samples_s)
+    s = summarize(list(times), per_process)  # several processes: a hierarchical CI
     step, setup, whole_run = [], [], False
     for r in recs:
         m, gpu = r.metrics, case.device != "cpu"
@@ -109,7 +110,7 @@ def _config(recs: list[Record]) -> Config:
     return Config(
         config_id=recs[0].config_id, framework=case.framework, batch_size=case.batch_size, times_s=times,
         summary=s, first_step_s=tuple(float(r.metrics.first_step_s) for r in recs), memory_bytes=tuple(step),
-        setup_memory_bytes=tuple(setup), memory_whole_run=whole_run,
+        setup_memory_bytes=tuple(setup), memory_whole_run=whole_run, process_times_s=per_process,
         flops_per_s=fps * case.batch_size / s.median if fps else None,
         cpu_utilisation=sum(cpu) / len(cpu) if cpu else None, processes=len(recs),
         warnings=tuple(dict.fromkeys(w for r in recs for w in r.warnings)),
@@ -174,7 +175,7 @@ def group_table(group: Group) -> pd.DataFrame:
                            if c.memory_bytes else "-",
             "GFLOP/s": f"{c.flops_per_s / 1e9:,.2f}" if c.flops_per_s else "-",
             "CPU busy": f"{c.cpu_utilisation:.2f}" if c.cpu_utilisation is not None else "-",
-            "samples": f"{c.summary.n}" + (f" ({c.processes} proc.)" if c.processes > 1 else "")
+            "samples": f"{c.summary.n}" + (f" ({c.processes} proc.)" if c.processes > 1 else " (1 proc.)")
                        + (" ⚠" if c.warnings else ""),
             "validated": c.validated})
     return pd.DataFrame(rows)
@@ -302,7 +303,9 @@ def build_report(run: RunDir) -> Report:
         title=f"xfbench report: {meta.suite}", intro=intro, frameworks=_frameworks(records),
         verdict_method=v.method, verdict=v.table, answers=v.answers, settings=settings_table(groups),
         method=("samples/s is the median over all samples of all worker processes (each sample: k steps, then a "
-                "full device sync); its 95% CI is a percentile bootstrap of the median. rel. speed is the "
+                "full device sync); its 95% CI is a percentile bootstrap of the median, hierarchical where a case "
+                "ran in several processes (processes resampled first, then samples within each). samples says how "
+                "many processes: with \"1 proc.\" the CI omits process-to-process variation. rel. speed is the "
                 "throughput over the fastest framework's at the same batch size; \"vs fastest\" says \"tied\" "
                 "unless a Mann-Whitney U test on the per-step times gives p < 0.05 and the 95% CIs of the "
                 "medians do not overlap. first step s is the first step alone (tracing, compilation, "

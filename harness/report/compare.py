@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..analysis.significance import Comparison, compare_times, geomean_speedup
+from ..analysis.stats import grouped_median_ci
 from ..errors import XfbenchError
 from ..records import Record
 from ..results import RunDir
@@ -34,6 +35,8 @@ class CaseDiff:
     a_times_s: tuple[float, ...]
     b_times_s: tuple[float, ...]
     comparison: Comparison  # B against A
+    a_groups: tuple[tuple[float, ...], ...] = ()  # the times split by worker process
+    b_groups: tuple[tuple[float, ...], ...] = ()
 
     @property
     def slowdown_pct(self) -> float:
@@ -59,15 +62,15 @@ def _identity(rec: Record) -> str:
     return json.dumps({k: v for k, v in rec.case.to_dict().items() if k not in IGNORED_CASE_KEYS}, sort_keys=True)
 
 
-def _pooled(run: RunDir) -> dict[str, tuple[str, int, tuple[float, ...]]]:
-    """identity -> (label, batch size, per-step times of every ok process)."""
-    out: dict[str, tuple[str, int, tuple[float, ...]]] = {}
+def _pooled(run: RunDir) -> dict[str, tuple[str, int, tuple[tuple[float, ...], ...]]]:
+    """identity -> (label, batch size, per-step times of each ok process)."""
+    out: dict[str, tuple[str, int, tuple[tuple[float, ...], ...]]] = {}
     for r in run.records():
-        if not r.ok:
+        if not r.ok or not r.samples_s:
             continue
         key = _identity(r)
-        label, b, times = out.get(key, (r.case.label(), r.case.batch_size, ()))
-        out[key] = (label, b, times + r.samples_s)
+        label, b, groups = out.get(key, (r.case.label(), r.case.batch_size, ()))
+        out[key] = (label, b, groups + (tuple(r.samples_s),))
     return out
 
 
@@ -77,10 +80,13 @@ def compare_runs(run_a: Path, run_b: Path) -> RunComparison:
     pa, pb = _pooled(a), _pooled(b)
     diffs = []
     for key in sorted(pa.keys() & pb.keys(), key=lambda k: pa[k][0]):
-        label, batch, ta = pa[key]
-        tb = pb[key][2]
+        label, batch, ga = pa[key]
+        gb = pb[key][2]
+        ta, tb = tuple(t for g in ga for t in g), tuple(t for g in gb for t in g)
+        # Several processes: the CIs resample processes first, so process-to-process spread counts.
+        comparison = compare_times(ta, tb, ci_a=grouped_median_ci(ga), ci_b=grouped_median_ci(gb))
         diffs.append(CaseDiff(label, batch / float(pd.Series(ta).median()), batch / float(pd.Series(tb).median()),
-                              ta, tb, compare_times(ta, tb)))
+                              ta, tb, comparison, ga, gb))
     if not diffs:
         raise CompareError(f"no configuration was measured in both {a.path} and {b.path}; "
                            "compare runs of the same suite")
@@ -102,7 +108,7 @@ def render_comparison(rc: RunComparison, fail_above: float | None = None) -> str
     lines += md_table(pd.DataFrame(rows), right={"A samples/s", "B samples/s", "p"})
     faster = sum(d.comparison.significant and d.comparison.speedup >= 1 for d in rc.diffs)
     slower = sum(d.comparison.significant and d.comparison.speedup < 1 for d in rc.diffs)
-    geo, lo, hi = geomean_speedup([(d.a_times_s, d.b_times_s) for d in rc.diffs])
+    geo, lo, hi = geomean_speedup([(d.a_groups or d.a_times_s, d.b_groups or d.b_times_s) for d in rc.diffs])
     lines += ["", f"{len(rc.diffs)} configurations in both runs: {faster} faster in B, {slower} slower in B, "
               f"{len(rc.diffs) - faster - slower} not significant (Mann-Whitney U p < 0.05 and non-overlapping "
               f"95% CIs of the medians). Geometric mean speed of B relative to A: {geo:.2f}x "

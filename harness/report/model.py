@@ -35,6 +35,7 @@ class Config:
     validated: str
     manifest: dict[str, Any]
     setup_memory_bytes: tuple[float, ...] = ()  # peak from import to the end of warm-up, one per process
+    process_times_s: tuple[tuple[float, ...], ...] = ()  # times_s split by worker process
     memory_whole_run: bool = False
 
     @property

@@ -13,7 +13,8 @@ METHOD = (
     "A comparable case is one model, mode, device, precision, thread count and batch size that at least two "
     "frameworks measured. speed vs best is the geometric mean over a framework's comparable cases of "
     "(fastest median step time / its own), so 1.00 means fastest everywhere; its 95% CI is a seeded "
-    "percentile bootstrap over both the samples within each case and the set of cases. In a case a framework "
+    "percentile bootstrap over the worker processes of each case, the samples within each process, and the set "
+    "of cases. In a case a framework "
     "wins when it is the fastest and significantly faster than every other, loses when significantly slower "
     "than the fastest, and ties otherwise (significant: Mann-Whitney U p < 0.05 and non-overlapping 95% CIs "
     "of the medians). Each answer below names a winner only when its interval overlaps no other framework's; "
@@ -95,9 +96,14 @@ def _small_batch(cases: Sequence[Comparable]) -> list[Comparable]:
             if g.mode == "infer" and p[0].batch_size == smallest[(g.model, g.device, g.precision, g.threads, g.params)]]
 
 
+def _times(c: Config) -> Sequence[Sequence[float]] | Sequence[float]:
+    """Per-step times by worker process (the bootstrap resamples processes first), or pooled."""
+    return c.process_times_s if len(c.process_times_s) > 1 else c.times_s
+
+
 def verdict(groups: Sequence[Group]) -> Verdict:
     cases = comparable_cases(groups)
-    overall = _scores(cases, lambda c: c.times_s)
+    overall = _scores(cases, _times)
     wtl = win_tie_loss(cases)
     rows = [{"framework": fw, "speed vs best": f"{s.geomean:.2f}", "95% CI": f"{s.ci_low:.2f}–{s.ci_high:.2f}",
              "cases": str(s.cases), "wins": str(wtl[fw][0]), "ties": str(wtl[fw][1]), "losses": str(wtl[fw][2])}
@@ -106,8 +112,8 @@ def verdict(groups: Sequence[Group]) -> Verdict:
     infer = [(g, p) for g, p in cases if g.mode == "infer"]
     answers = [
         ("Fastest overall", answer(overall)),
-        ("Fastest training", answer(_scores([(g, p) for g, p in cases if g.mode == "train"], lambda c: c.times_s))),
-        ("Fastest inference at small batch", answer(_scores(_small_batch(infer), lambda c: c.times_s))),
+        ("Fastest training", answer(_scores([(g, p) for g, p in cases if g.mode == "train"], _times))),
+        ("Fastest inference at small batch", answer(_scores(_small_batch(infer), _times))),
         ("Fastest start-up", answer(_scores(cases, lambda c: c.first_step_s))),
         ("Least memory", answer(_scores(cases, lambda c: c.memory_bytes))),
     ]
