@@ -23,6 +23,9 @@ class MeasureConfig:
     max_samples: int = 1000
     target_ci: float = 0.02  # stop when the 95% CI half-width of the median is <= this share of it
     max_time_s: float = 30.0
+    # A CPU sample during which other processes used more than this share of the pinned CPUs is contended:
+    # left out of the statistics and measured again (docs/spec.md section 5.4).
+    contention_share: float = 0.10
 
 
 @dataclass(frozen=True)

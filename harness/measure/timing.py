@@ -37,14 +37,23 @@ class Measurement:
     samples_s: list[float] = field(default_factory=list)  # seconds per step, one per sample
     stop_reason: str = ""
     measure_s: float = 0.0  # wall time of the sampling phase
+    # Samples during which other processes used more than `contention_share` of the pinned CPUs: left out of
+    # samples_s (and re-measured) unless no clean sample was left, then samples_s holds them and
+    # `contended_kept` says so.
+    contended_s: list[float] = field(default_factory=list)
+    contended_shares: list[float] = field(default_factory=list)
+    contended_kept: bool = False
 
 
 def measure(time_steps: Callable[[int], float], cfg: MeasureConfig,
-            steady: Callable[[], None] | None = None) -> Measurement:
+            steady: Callable[[], None] | None = None,
+            contention: Callable[[], float | None] | None = None) -> Measurement:
     """Run the protocol's phases around `time_steps`; return per-step times of every sample.
 
     `steady` is called once, after the warm-up: where set-up ends and the steady state begins (the
-    worker resets its peak-memory counters there).
+    worker resets its peak-memory counters there). `contention`, after each sample, gives the share of
+    the pinned CPUs that other processes used during it; above `cfg.contention_share` the sample is
+    contended: kept apart and measured again while the time budget lasts.
     """
     first = time_steps(1)
 
@@ -71,7 +80,12 @@ def measure(time_steps: Callable[[int], float], cfg: MeasureConfig,
     while True:
         t = time_steps(k)
         spent += t
-        m.samples_s.append(t / k)
+        share = contention() if contention is not None else None
+        if share is not None and share > cfg.contention_share:
+            m.contended_s.append(t / k)
+            m.contended_shares.append(share)
+        else:
+            m.samples_s.append(t / k)
         n = len(m.samples_s)
         if n >= cfg.min_samples and ci_half_width_share(m.samples_s) <= cfg.target_ci:
             m.stop_reason = f"95% CI of the median within {cfg.target_ci:.0%}"
@@ -84,8 +98,10 @@ def measure(time_steps: Callable[[int], float], cfg: MeasureConfig,
             if spent >= 3 * cfg.max_time_s:
                 m.stop_reason += f" with {n} of {cfg.min_samples} samples"
                 break
-        if n >= cfg.max_samples:
+        if n + len(m.contended_s) >= cfg.max_samples:
             m.stop_reason = f"sample limit {cfg.max_samples} reached"
             break
+    if not m.samples_s:  # every sample contended: report them, marked, rather than nothing
+        m.samples_s, m.contended_kept = list(m.contended_s), True
     m.measure_s = spent
     return m

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..case import Case
 from ..records import Metrics, Record
 from ..results import write_json_atomic
+from .contention import ContentionMeter
 from .process import die_with_parent, pin_threads
 
 # Stability warnings (docs/spec.md section 5.7).
@@ -116,6 +117,15 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str,
         out["tokens_per_s"] = out["samples_per_s"] * spec.seq_len
         out["tokens_per_s_ci"] = [v * spec.seq_len for v in out["samples_per_s_ci"]]
     warnings = []
+    if m.contended_s:
+        worst = max(m.contended_shares)
+        total = len(m.contended_s) + (0 if m.contended_kept else len(m.samples_s))
+        warnings.append(f"contended: other processes used up to {worst:.0%} of the pinned CPUs in "
+                        f"{len(m.contended_s)} of {total} samples"
+                        + ("; no clean sample was left, so these are reported" if m.contended_kept
+                           else " (left out and measured again)"))
+        out["contended_samples"] = len(m.contended_s)
+        out["contended_share_max"] = worst
     if s.cv > CV_WARN:
         warnings.append(f"unstable: coefficient of variation {s.cv:.1%} > {CV_WARN:.0%}")
     if s.n < case.measure.min_samples:
@@ -164,9 +174,13 @@ def run_case(case: Case) -> Record:
         setup_s = time.perf_counter() - t0
 
         step = adapter.train_step if case.mode == "train" else adapter.infer_step
-        meter = CpuMeter(step_timer(lambda: step(batch), adapter.sync))
+        timer = step_timer(lambda: step(batch), adapter.sync)
+        # On CPU, other processes' use of the pinned CPUs is checked around every sample (harness.measure.contention).
+        contention = ContentionMeter(timer, cpus) if case.device == "cpu" else None
+        meter = CpuMeter(contention or timer)
         memory = PeakMemory(adapter)
-        m = measure(meter, case.measure, steady=memory.end_setup)
+        m = measure(meter, case.measure, steady=memory.end_setup,
+                    contention=(lambda: contention.last_share) if contention else None)
         metrics, warnings = metrics_for(case, spec, m, meter.share)
         metrics.update(setup_s=setup_s, import_s=import_s, parameters=spec.parameter_count(), **memory.finish())
         manifest = {

@@ -154,6 +154,9 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
 def _check_measure_bounds(where: str, measure: dict[str, Any]) -> None:
     """Knobs that are each valid but contradict each other (with the defaults filling the gaps)."""
     m = {**dataclasses.asdict(MeasureConfig()), **measure}
+    if m["contention_share"] > 1:
+        raise SuiteError(f"{where}: measure.contention_share={m['contention_share']} is a share of the pinned CPUs: "
+                         "use a number in (0, 1]")
     if m["max_samples"] < m["min_samples"]:
         raise SuiteError(f"{where}: measure.max_samples={m['max_samples']} is below min_samples={m['min_samples']}; "
                          "raise max_samples or lower min_samples")

@@ -78,6 +78,7 @@ FAIRNESS: dict[str, tuple[str, Callable[[Group], bool]]] = {
 }
 UNSTABLE_PREFIXES = ("unstable", "too few samples")
 CPU_CAP_PREFIXES = ("thread cap exceeded", "cores idle")
+CONTENDED_PREFIX = "contended"
 
 
 def _validated(rec: Record) -> str:
@@ -236,12 +237,14 @@ def settings_table(groups: list[Group]) -> pd.DataFrame:
 
 def warning_lists(groups: list[Group]) -> list[tuple[str, list[str]]]:
     """(heading, items) for unstable cases, thread-cap violations and other warnings."""
-    buckets: dict[str, list[str]] = {"Unstable measurements": [], "CPU use far from the thread cap": [],
+    contended = "Contended: other processes used the worker's CPUs"
+    buckets: dict[str, list[str]] = {contended: [], "Unstable measurements": [], "CPU use far from the thread cap": [],
                                      "Other warnings": []}
     for g in groups:
         for c in g.configs:
             for w in c.warnings:
-                where = ("Unstable measurements" if w.startswith(UNSTABLE_PREFIXES) else
+                where = (contended if w.startswith(CONTENDED_PREFIX) else
+                         "Unstable measurements" if w.startswith(UNSTABLE_PREFIXES) else
                          "CPU use far from the thread cap" if w.startswith(CPU_CAP_PREFIXES) else "Other warnings")
                 buckets[where].append(f"{c.framework} {g.model} {g.mode} b={c.batch_size} {g.device}: {w}")
     return [(k, v) for k, v in buckets.items() if v]

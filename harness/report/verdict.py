@@ -117,4 +117,11 @@ def verdict(groups: Sequence[Group]) -> Verdict:
         ("Fastest start-up", answer(_scores(cases, lambda c: c.first_step_s))),
         ("Least memory", answer(_scores(cases, lambda c: c.memory_bytes))),
     ]
+    contended = [f"{c.framework} {g.model} {g.mode} b={c.batch_size}" for g, peers in cases for c in peers
+                 if any(w.startswith("contended") for w in c.warnings)]
+    if contended:  # the answers above rest on them: say so where the answers are read
+        answers.append(("Measured under contention", f"{len(contended)} of {sum(len(p) for _, p in cases)} "
+                        "measurements had samples during which other processes used the worker's CPUs (left out "
+                        f"and measured again; see Warnings): {', '.join(contended)}. Rerun on a quiet machine "
+                        "before relying on these answers."))
     return Verdict(METHOD, table, answers)
