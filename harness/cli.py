@@ -162,11 +162,28 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                 if v["status"] == "failed":
                     err_console.print(f"[red]{escape(key.rsplit('/', 1)[0])} failed validation[/] "
                                       f"({escape(v['failed_check'])}); its cases are not timed", soft_wrap=True)
+        _warn_if_busy(cases)
         with _progress(True) as progress:
             outcome = session.execute(suite_obj, cases, out=out, registry=registry, argv=sys.argv,
                                       progress=progress, gate=gate)
         records, total = outcome.summary.records, len(cases)
     sys.exit(_conclude(outcome, records, total, time.perf_counter() - t0))
+
+
+def _warn_if_busy(cases: list) -> None:
+    """One line before a CPU run when other processes already hold CPUs the cases will pin (issue: contention)."""
+    from .measure.contention import busy_cpus_now, busy_machine_warning
+
+    threads = max((c.threads for c in cases if c.device == "cpu"), default=0)
+    if not threads:
+        return
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = None
+    line = busy_machine_warning(threads, busy_cpus_now(0.5), load)
+    if line:
+        err_console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
 
 
 def _conclude(outcome: session.Outcome, records: list[Record], total: int, seconds: float) -> int:

@@ -109,3 +109,14 @@ def test_a_real_worker_beside_a_busy_loop_on_its_cpu_is_flagged(tmp_path):
     assert rec.status == "ok", rec.stderr_tail
     assert any(w.startswith("contended: other processes used") for w in rec.warnings), rec.warnings
     assert rec.metrics.contended_samples >= 1 and rec.metrics.contended_share_max > 0.1
+
+
+def test_a_busy_machine_gets_one_line_before_the_run_and_a_quiet_one_none():
+    from harness.measure.contention import busy_machine_warning
+
+    cpus = len(os.sched_getaffinity(0))
+    assert busy_machine_warning(cpus, busy=0.1, load_average=3.0) is None  # a lingering load average alone
+    line = busy_machine_warning(cpus, busy=1.0, load_average=1.2)
+    assert line.startswith("busy machine: other processes keep about 1.0 of the") and "\n" not in line
+    assert f"cases pin {cpus} thread(s)" in line and "(load average 1.20)" in line
+    assert busy_machine_warning(cpus, busy=None) is None and busy_machine_warning(0, busy=5.0) is None

@@ -67,3 +67,35 @@ class ContentionMeter:
             others_ticks = (b1 - b0) - (c1 - c0) * self.hz - len(self.cpus)  # one tick per CPU of rounding
             self.last_share = max(0.0, others_ticks / (t * self.hz * len(self.cpus)))
         return t
+
+
+def busy_cpus_now(window_s: float = 0.5, cpus: list[int] | None = None) -> float | None:
+    """How many of `cpus` (default: those this process may use) other processes keep busy, measured over
+    `window_s` seconds of /proc/stat while this process sleeps; None where /proc/stat cannot say."""
+    cpus = sorted(os.sched_getaffinity(0)) if cpus is None else cpus
+    first = read_proc_stat()
+    c0 = time.process_time()
+    time.sleep(window_s)
+    second = read_proc_stat()
+    if first is None or second is None:
+        return None
+    b0, b1 = busy_ticks(first, cpus), busy_ticks(second, cpus)
+    if b0 is None or b1 is None:
+        return None
+    own = (time.process_time() - c0) * _ticks_per_s()
+    return max(0.0, (b1 - b0 - own) / (_ticks_per_s() * window_s))
+
+
+def busy_machine_warning(threads: int, busy: float | None, load_average: float | None = None) -> str | None:
+    """One line when other processes leave fewer free CPUs than a case pins; None on a quiet machine.
+
+    Decided on `busy` (measured just now); the load average, a minute's mean that lingers after an earlier
+    run, is only quoted.
+    """
+    allowed = len(os.sched_getaffinity(0))
+    if threads <= 0 or busy is None or allowed - busy >= threads - 0.5:
+        return None
+    used = busy
+    return (f"busy machine: other processes keep about {used:.1f} of the {allowed} CPUs busy"
+            + (f" (load average {load_average:.2f})" if load_average is not None else "")
+            + f", and cases pin {threads} thread(s): expect contended samples; a quiet machine gives steadier numbers")
