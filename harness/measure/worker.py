@@ -196,7 +196,9 @@ def run_case(case: Case) -> Record:
         from ..adapter import Unsupported
         if isinstance(e, Unsupported):
             return Record.of(case, "skipped", str(e), started, time.time())
-        traceback.print_exc()  # the parent keeps the tail of stderr in the record
+        # The parent keeps the last 20 lines of stderr in the record: the innermost frames, where the error is,
+        # must fit there with the "Traceback" line, whatever the harness's own frames (timing meters) above them.
+        traceback.print_exc(limit=-5)
         reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
         if is_out_of_memory(e):  # e.g. a GPU OOM at this batch size; a smaller one may still fit
             reason = f"out of memory ({case.device}, batch size {case.batch_size}): {reason}"
