@@ -121,7 +121,7 @@ def verdict(groups: Sequence[Group]) -> Verdict:
                  if any(w.startswith("contended") for w in c.warnings)]
     if contended:  # the answers above rest on them: say so where the answers are read
         answers.append(("Measured under contention", f"{len(contended)} of {sum(len(p) for _, p in cases)} "
-                        "measurements had samples during which other processes used the worker's CPUs (left out "
-                        f"and measured again; see Warnings): {', '.join(contended)}. Rerun on a quiet machine "
-                        "before relying on these answers."))
+                        "measurements had samples during which other processes used the worker's CPUs (see Warnings: "
+                        "left out and measured again, or reported when no clean sample was left): "
+                        f"{', '.join(contended)}. Rerun on a quiet machine before relying on these answers."))
     return Verdict(METHOD, table, answers)
