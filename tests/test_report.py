@@ -126,3 +126,22 @@ def test_stale_plots_are_removed(tmp_path):
     (run / "plots" / "throughput-old.png").write_bytes(b"x")
     write_reports(run)
     assert not (run / "plots" / "throughput-old.png").exists()
+
+
+def test_a_verdict_built_on_contended_cases_says_so():
+    import dataclasses
+
+    from harness.report.build import warning_lists
+    from harness.report.verdict import verdict
+
+    note = "contended: other processes used up to 50% of the pinned CPUs in 3 of 10 samples (left out and measured again)"
+    records = [dataclasses.replace(r, warnings=r.warnings + (note,)) if r.ok and r.case.framework == "torch" else r
+               for r in RunDir(FIXTURE).records()]
+    groups = collect_groups(records)
+    answers = dict(verdict(groups).answers)
+    assert "Rerun on a quiet machine" in answers["Measured under contention"]
+    assert answers["Measured under contention"].startswith("6 of 16 measurements") and "torch lenet5 train b=64" in \
+        answers["Measured under contention"]
+    assert "Measured under contention" not in dict(verdict(collect_groups(RunDir(FIXTURE).records())).answers)
+    heading, items = warning_lists(groups)[0]
+    assert heading.startswith("Contended") and all(note in item for item in items)
