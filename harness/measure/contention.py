@@ -95,7 +95,6 @@ def busy_machine_warning(threads: int, busy: float | None, load_average: float |
     allowed = len(os.sched_getaffinity(0))
     if threads <= 0 or busy is None or allowed - busy >= threads - 0.5:
         return None
-    used = busy
-    return (f"busy machine: other processes keep about {used:.1f} of the {allowed} CPUs busy"
+    return (f"busy machine: other processes keep about {busy:.1f} of the {allowed} CPUs busy"
             + (f" (load average {load_average:.2f})" if load_average is not None else "")
             + f", and cases pin {threads} thread(s): expect contended samples; a quiet machine gives steadier numbers")

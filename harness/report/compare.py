@@ -35,8 +35,8 @@ class CaseDiff:
     a_times_s: tuple[float, ...]
     b_times_s: tuple[float, ...]
     comparison: Comparison  # B against A
-    a_groups: tuple[tuple[float, ...], ...] = ()  # the times split by worker process
-    b_groups: tuple[tuple[float, ...], ...] = ()
+    a_groups: tuple[tuple[float, ...], ...]  # the times split by worker process
+    b_groups: tuple[tuple[float, ...], ...]
 
     @property
     def slowdown_pct(self) -> float:
@@ -108,7 +108,7 @@ def render_comparison(rc: RunComparison, fail_above: float | None = None) -> str
     lines += md_table(pd.DataFrame(rows), right={"A samples/s", "B samples/s", "p"})
     faster = sum(d.comparison.significant and d.comparison.speedup >= 1 for d in rc.diffs)
     slower = sum(d.comparison.significant and d.comparison.speedup < 1 for d in rc.diffs)
-    geo, lo, hi = geomean_speedup([(d.a_groups or d.a_times_s, d.b_groups or d.b_times_s) for d in rc.diffs])
+    geo, lo, hi = geomean_speedup([(d.a_groups, d.b_groups) for d in rc.diffs])
     lines += ["", f"{len(rc.diffs)} configurations in both runs: {faster} faster in B, {slower} slower in B, "
               f"{len(rc.diffs) - faster - slower} not significant (Mann-Whitney U p < 0.05 and non-overlapping "
               f"95% CIs of the medians). Geometric mean speed of B relative to A: {geo:.2f}x "
