@@ -10,6 +10,9 @@ from typing import Any
 MODES = ("train", "infer")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp64", "tf32", "bf16")
+# How a case's worker process starts (docs/spec.md section 5.2): "exec", a fresh interpreter that imports the
+# framework itself; "fork", forked from a server that imported the framework once for this round of processes.
+PROCESS_STARTS = ("exec", "fork")
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,11 @@ class Case:
     # The worker's processes together may hold this much resident memory; None: a safe share of what is
     # available when the case starts (harness.measure.runner.memory_limit_bytes).
     memory_limit_gib: float | None = None
+    process_start: str = "exec"  # one of PROCESS_STARTS; a CUDA case always starts with "exec"
 
     def __post_init__(self) -> None:
+        if self.process_start not in PROCESS_STARTS:
+            raise ValueError(f"process_start must be one of {', '.join(PROCESS_STARTS)}, got {self.process_start!r}")
         limit = self.memory_limit_gib
         if limit is not None and (type(limit) not in (int, float) or not 0 < limit < math.inf):
             raise ValueError(f"memory_limit_gib must be a positive number of GiB, got {limit!r}")
@@ -66,11 +72,14 @@ class Case:
     def config_id(self) -> str:
         """Identifies the configuration, the same for every repetition (process) of it.
 
-        A hash of the fields that differ from their defaults (nested ones too), `process` left out: a
-        new optional field re-keys no existing case, so `--resume` of an older run still matches.
+        A hash of the fields that differ from their defaults (nested ones too), `process` and
+        `process_start` left out (how the process starts is not what is measured: a forked and an exec'd
+        run of a case compare as the same case): a new optional field re-keys no existing case, so
+        `--resume` of an older run still matches.
         """
         d = _non_default(self)
         d.pop("process", None)
+        d.pop("process_start", None)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     @property

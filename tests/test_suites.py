@@ -31,6 +31,23 @@ def test_quick_covers_every_model_mode_and_base_framework():
     assert {c.threads for c in cases} == {2}
 
 
+def test_quick_runs_two_forked_processes_per_case():
+    cases = expand(load_suite("quick", REGISTRY), REGISTRY, cpus=2)
+    assert {c.process for c in cases} == {0, 1} and {c.process_start for c in cases} == {"fork"}
+    assert len(cases) == 2 * len({c.config_id for c in cases})
+
+
+def test_process_start_is_checked_kept_out_of_the_case_id_and_never_fork_on_a_gpu():
+    text = '[[cases]]\nmodels = ["lenet5"]\nframeworks = ["torch"]\nmodes = ["infer"]\nprocess_start = "fork"\n'
+    (forked,) = expand(parse(text), REGISTRY, cpus=1)
+    (fresh,) = expand(parse(text.replace("fork", "exec")), REGISTRY, cpus=1)
+    assert (forked.process_start, fresh.process_start) == ("fork", "exec") and forked.case_id == fresh.case_id
+    (gpu,) = expand(parse(text), REGISTRY, Overrides(device="cuda"), cpus=1)
+    assert gpu.process_start == "exec"
+    with pytest.raises(SuiteError, match="process_start value 'spawn' is not one of exec, fork"):
+        parse(text.replace("fork", "spawn"))
+
+
 def test_optimizers_suite_has_all_six():
     cases = expand(load_suite("optimizers", REGISTRY), REGISTRY, cpus=2)
     assert sorted({c.optimizer for c in cases}) == sorted(

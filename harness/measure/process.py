@@ -266,14 +266,19 @@ def signals_interrupt() -> Iterator[None]:
 
 # ---- in the worker, first thing ----
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the bench parent dies, even by SIGKILL; exit if it already has.
+def die_with_parent(parent: int | None = None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies, even by SIGKILL; exit if it already has.
 
-    The parent runs each worker in a session of its own, so without this a killed run leaves its
-    worker running (and a core busy) until it finishes by itself.
+    The parent is the bench process named in PARENT_ENV, or `parent` (a fork server's pid, for the
+    process it forked). The parent runs each worker in a session of its own, so without this a killed
+    run leaves its worker running (and a core busy) until it finishes by itself.
     """
-    parent = os.environ.get(PARENT_ENV, "").partition(":")[0]
-    if not parent.isdigit() or not sys.platform.startswith("linux"):
+    if parent is None:
+        named = os.environ.get(PARENT_ENV, "").partition(":")[0]
+        if not named.isdigit():
+            return
+        parent = int(named)
+    if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
@@ -281,7 +286,7 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() != int(parent):  # the parent died before the prctl took hold
+    if os.getppid() != parent:  # the parent died before the prctl took hold
         os._exit(1)
 
 

@@ -11,6 +11,7 @@ from ..adapter import AdapterInfo
 from ..case import Case
 from ..records import PlannedCase, Record, ResultsError
 from ..results import RunDir
+from .forkserver import ForkServers, ServerGone
 from .host import available_memory_bytes
 from .process import (MemoryLimitExceeded, exit_reason, module_command, reap_orphans, run_isolated,
                       signals_interrupt, tail)
@@ -70,8 +71,14 @@ def memory_limit_bytes(case: Case, available: int | None) -> int | None:
 
 
 def run_worker(case: Case, workdir: Path, logdir: Path,
-               command: Callable[[Path, Path], list[str]] | None = None) -> Record:
-    """Run `case` in a fresh process and return its validated record, or a failed/timeout record."""
+               command: Callable[[Path, Path], list[str]] | None = None,
+               servers: ForkServers | None = None) -> Record:
+    """Run `case` in a process of its own and return its validated record, or a failed/timeout record.
+
+    A fresh interpreter, or with `servers` and process_start "fork", a process forked from the fork
+    server of its framework and round (harness.measure.forkserver); if that server cannot start or
+    stops answering, a fresh interpreter after all.
+    """
     workdir, logdir = workdir.absolute(), logdir.absolute()  # the worker runs in another directory
     workdir.mkdir(parents=True, exist_ok=True)
     logdir.mkdir(parents=True, exist_ok=True)
@@ -81,8 +88,18 @@ def run_worker(case: Case, workdir: Path, logdir: Path,
     rec_file.unlink(missing_ok=True)
     cmd = (command or (lambda c, r: module_command("harness.measure.worker", c, r)))(case_file, rec_file)
     started = time.time()
+    limit = memory_limit_bytes(case, available_memory_bytes())
     try:
-        code = run_isolated(cmd, log_file, case.case_timeout_s, memory_limit_bytes(case, available_memory_bytes()))
+        server = servers.get(case) if servers is not None and case.process_start == "fork" else None
+        code = None
+        if server is not None:
+            try:
+                code = server.run(case_file, rec_file, log_file, case.case_timeout_s, limit)
+            except ServerGone as e:
+                servers.drop(case, str(e))
+                server = None
+        if server is None:
+            code = run_isolated(cmd, log_file, case.case_timeout_s, limit)
     except OSError as e:
         case_file.unlink(missing_ok=True)
         return Record.of(case, "failed", f"cannot start the worker: {e}", started, time.time())
@@ -136,10 +153,11 @@ class RunSummary:
 
 
 def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo],
-              progress: Progress | None = None, worker: Callable[..., Record] = run_worker,
+              progress: Progress | None = None, worker: Callable[..., Record] | None = None,
               validation: Validation | None = None) -> RunSummary:
     """Run every case in order, appending each record to the run as soon as it exists.
 
+    `worker(case, workdir, logdir)` measures one case; by default `run_worker`, with the run's fork servers.
     `validation(case)` gives the record's `validated` entry and, for a case that must not be timed
     (its `bench run --forward-check` failed), why: that case becomes a failed record, untimed.
     Holds the run's lock throughout; Ctrl-C, SIGTERM or SIGHUP stop it after killing the running worker.
@@ -148,6 +166,8 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     summary = RunSummary(records=[], orphans_killed=reap_orphans())
     missing = {name: info.missing() for name, info in frameworks.items()}
     total = len(cases)
+    servers = ForkServers(run.path / "logs")
+    worker = worker or (lambda case, workdir, logdir: run_worker(case, workdir, logdir, servers=servers))
     owns_lock = run.lock()
     try:
         with signals_interrupt():
@@ -174,6 +194,7 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
+        servers.close()
         summary.display_error = progress.error
         if owns_lock:
             run.unlock()

@@ -1,6 +1,8 @@
-"""The worker: one fresh process per case, one framework imported, one JSON record written.
+"""The worker: one process per case, one framework imported, one JSON record written.
 
 Usage (by the runner, not by people): python -m harness.measure.worker CASE.json RECORD.json
+A case with process_start "fork" runs `run_case` in a process forked from harness.measure.forkserver
+instead, which did `prepare` once for every case of its framework in the round.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import resource
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable
 
 # These import the standard library only: the thread caps must be in place before numpy, scipy or
@@ -140,29 +143,46 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str,
     return out, warnings
 
 
-def run_case(case: Case) -> Record:
-    """Measure one case in this process; return its record (status ok, skipped or failed)."""
+@dataclass(frozen=True)
+class Prepared:
+    """A process made ready for a framework: pinned, its environment recorded, the adapter class imported."""
+
+    cpus: list[int]
+    env: dict[str, str | None]  # MANIFEST_ENV as the user and the thread caps set it, before the adapter's defaults
+    info: Any  # harness.adapter.AdapterInfo (imported after the thread caps, as numpy is)
+    adapter_cls: type
+    import_s: float
+
+
+def prepare(framework: str, threads: int, device: str) -> Prepared:
+    """Pin this process and cap its thread pools, then import the framework's adapter (in that order)."""
+    cpus = pin_threads(threads, pin=device == "cpu")
+    env = {k: os.environ.get(k) for k in MANIFEST_ENV}
+    from ..adapter import discover
+    info = discover()[framework]
+    t0 = time.perf_counter()
+    adapter_cls = info.load()  # the framework is imported here, after the thread caps
+    return Prepared(cpus, env, info, adapter_cls, time.perf_counter() - t0)
+
+
+def run_case(case: Case, prepared: Prepared | None = None) -> Record:
+    """Measure one case in this process; return its record (status ok, skipped or failed).
+
+    `prepared`: this process was forked from a server that already ran `prepare` (process_start "fork").
+    """
     started = time.time()
-    env: dict[str, str | None] = {}
     try:
-        cpus = pin_threads(case.threads, pin=case.device == "cpu")
-        # As the user and the thread caps set it, before an adapter sets its own defaults (which it records).
-        env = {k: os.environ.get(k) for k in MANIFEST_ENV}
-        from ..adapter import discover
+        prep = prepared or prepare(case.framework, case.threads, case.device)
+        cpus, info = prep.cpus, prep.info
         from ..models import build_spec
         from ..optimizers import build_optimizer
         from ..weights import init_weights, make_inputs
         from .timing import measure, step_timer
 
-        info = discover()[case.framework]
-        t0 = time.perf_counter()
-        adapter_cls = info.load()  # the framework is imported here, after the thread caps
-        import_s = time.perf_counter() - t0
-
         t0 = time.perf_counter()
         spec = build_spec(case.model, **case.model_params)
         optimizer = build_optimizer(case.optimizer, **case.optimizer_params) if case.mode == "train" else None
-        adapter = adapter_cls(device=case.device, precision=case.precision, threads=case.threads,
+        adapter = prep.adapter_cls(device=case.device, precision=case.precision, threads=case.threads,
                               seed=case.seed, **info.options)
         adapter.build(spec, optimizer)
         if adapter.parameter_count() != spec.parameter_count():
@@ -182,12 +202,14 @@ def run_case(case: Case) -> Record:
         m = measure(meter, case.measure, steady=memory.end_setup,
                     contention=(lambda: contention.last_share) if contention else None)
         metrics, warnings = metrics_for(case, spec, m, meter.share)
-        metrics.update(setup_s=setup_s, import_s=import_s, parameters=spec.parameter_count(), **memory.finish())
+        metrics.update(setup_s=setup_s, import_s=prep.import_s, parameters=spec.parameter_count(), **memory.finish())
         manifest = {
             "framework": info.framework, "adapter": info.name, "affinity": cpus,
             "cpu_pinning": f"pinned to {len(cpus)} CPUs" if case.device == "cpu" else
                            f"not pinned: a {case.device} case keeps all {len(cpus)} CPUs for the host threads",
-            "env": env,
+            "env": prep.env,
+            # "fork": forked from a server that imported the framework once for the round (import_s is its import)
+            "process_start": "fork" if prepared else "exec",
             **adapter.settings(),
         }
         return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),

@@ -11,6 +11,7 @@
     device = "cpu"        precision = "fp32"      threads = 0 (0 = every CPU this process may use)
     processes = 1         optimizer = "sgd"       case_timeout_s = 600
     memory_limit_gib = 8  # the worker's processes together; default: 90% of the memory available, less 1 GiB
+    process_start = "exec"  # or "fork": CPU workers forked from one warm server per framework and round
     params = {}           optimizer_params = {}   measure = {min_samples = 10, ...}
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapter import why_broken
-from ..case import DEVICES, MODES, PRECISIONS, Case, MeasureConfig
+from ..case import DEVICES, MODES, PRECISIONS, PROCESS_STARTS, Case, MeasureConfig
 from ..errors import XfbenchError
 from ..models import SpecError, build_spec
 from ..optimizers import build_optimizer
@@ -48,7 +49,7 @@ _ENTRY_KEYS: dict[str, Any] = {
     "models": [str], "modes": [str], "batch_sizes": [int], "frameworks": (str, [str]),
     "device": str, "precision": str, "threads": int, "processes": int, "optimizer": str,
     "case_timeout_s": (int, float), "params": dict, "optimizer_params": dict, "measure": dict,
-    "memory_limit_gib": (int, float),
+    "memory_limit_gib": (int, float), "process_start": str,
 }
 MAX_PROCESSES = 100  # repetitions of one case
 MAX_CASES = 100_000  # a suite that expands to more is a typo, not a plan
@@ -57,7 +58,7 @@ _TOP_KEYS = {"description": str, "seed": int, "defaults": dict, "cases": list}
 _ENTRY_DEFAULTS: dict[str, Any] = {
     "modes": ["train", "infer"], "batch_sizes": [32], "frameworks": "all", "device": "cpu",
     "precision": "fp32", "threads": 0, "processes": 1, "optimizer": "sgd", "case_timeout_s": 600.0,
-    "params": {}, "optimizer_params": {}, "measure": {}, "memory_limit_gib": None,
+    "params": {}, "optimizer_params": {}, "measure": {}, "memory_limit_gib": None, "process_start": "exec",
 }
 
 
@@ -130,7 +131,8 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
         if not _type_ok(value, want) or not 0 < value < math.inf:
             raise SuiteError(f"{where}: measure.{key} must be a positive {_type_name(want)}, got {value!r}")
     _check_measure_bounds(where, measure)
-    for key, allowed in (("modes", MODES), ("device", DEVICES), ("precision", PRECISIONS)):
+    for key, allowed in (("modes", MODES), ("device", DEVICES), ("precision", PRECISIONS),
+                         ("process_start", PROCESS_STARTS)):
         for v in entry.get(key, []) if key == "modes" else [entry.get(key)] if key in entry else []:
             if v not in allowed:
                 raise SuiteError(f"{where}: {key} value {v!r} is not one of {', '.join(allowed)}")
@@ -267,6 +269,7 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
                     why = too_big(spec, b, mode, entry["precision"])
                     if why:
                         raise SuiteError(f"{suite.path}: {why}")
+        device = over.device or entry["device"]
         for p in range(entry["processes"]):
             for fw in fws:
                 for model in models:
@@ -274,13 +277,15 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
                         for b in batch_sizes:
                             rounds.setdefault(p, []).append(Case(
                                 framework=fw, model=model, mode=mode, batch_size=b,
-                                device=over.device or entry["device"], precision=entry["precision"],
+                                device=device, precision=entry["precision"],
                                 threads=threads, model_params=dict(entry["params"]),
                                 optimizer=entry["optimizer"], optimizer_params=dict(entry["optimizer_params"]),
                                 measure=measure, seed=suite.seed, process=p,
                                 case_timeout_s=float(entry["case_timeout_s"]),
                                 memory_limit_gib=None if entry["memory_limit_gib"] is None
-                                else float(entry["memory_limit_gib"])))
+                                else float(entry["memory_limit_gib"]),
+                                # CUDA must not be used in a forked process: a GPU case always starts fresh
+                                process_start=entry["process_start"] if device == "cpu" else "exec"))
     for m in over.models or []:
         if m not in seen_models:
             raise SuiteError(f"suite {suite.name!r} has no case for model {m!r}")

@@ -6,6 +6,7 @@ XFBENCH_FAULT is a comma-separated list of FAULT or FAULT@BATCH (only cases of t
   flood      8 MiB on stderr, then goes on     gpu-oom   a framework-style "CUDA out of memory" error
   garbage    replaces its record with garbage  raise     a plain exception
   exit       exits with code 3, no record     markup    an exception whose text is rich markup
+  hog        holds 300 MiB, then sleeps
 Faults fire at the first train or infer step, after setup. With XFBENCH_FAULT_PIDS set, `hang` writes
 "<worker pid> <child pid>" there, so a test can check that both are gone.
 """
@@ -92,6 +93,9 @@ class FaultyAdapter(Adapter):
             raise RuntimeError("injected fault: [/bold] closes nothing, [red]opens[/red], [[cases]]")
         if "exit" in faults:
             os._exit(3)
+        if "hog" in faults:
+            held = b"x" * (300 << 20)
+            time.sleep(60 + len(held) % 2)
         if "hang" in faults:
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
             if os.environ.get("XFBENCH_FAULT_PIDS"):
