@@ -112,6 +112,10 @@ class TorchAdapter(Adapter):
         self.dev = torch.device(device)
         self._is_training: tuple[bool, bool] | None = None  # (model.training, dropout on)
 
+    @classmethod
+    def preload(cls) -> None:
+        import torch._dynamo  # noqa: F401  torch.optim's first optimizer imports it (~2 s, 800 modules)
+
     # ---- building ----
     def build(self, spec: ModelSpec, optimizer: OptimizerSpec | None) -> None:
         self.spec = spec

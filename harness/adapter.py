@@ -122,6 +122,15 @@ class Adapter(abc.ABC):
     def __init__(self, *, device: str, precision: str, threads: int, seed: int, **options: Any):
         self.device, self.precision, self.threads, self.seed = device, precision, threads, seed
 
+    @classmethod
+    def preload(cls) -> None:
+        """Import what the framework would otherwise import lazily during `build` or the first step.
+
+        Called once per worker right after the adapter's module is imported, and counted as import
+        time (`import_s`), not set-up: a fork server (process_start "fork") pays for it once per round.
+        It must not start thread pools or touch a device: processes are forked after it.
+        """
+
     @abc.abstractmethod
     def build(self, spec: ModelSpec, optimizer: OptimizerSpec | None) -> None:
         """Create the model (and optimizer state, when training) in training-ready form."""

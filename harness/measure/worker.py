@@ -162,6 +162,7 @@ def prepare(framework: str, threads: int, device: str) -> Prepared:
     info = discover()[framework]
     t0 = time.perf_counter()
     adapter_cls = info.load()  # the framework is imported here, after the thread caps
+    adapter_cls.preload()
     return Prepared(cpus, env, info, adapter_cls, time.perf_counter() - t0)
 
 
