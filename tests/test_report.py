@@ -14,9 +14,9 @@ from harness.results import RunDir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "run-small-report.md"
-PLOTS = ["batch-lenet5-infer-cpu-fp32-t2.png", "first-step.png", "throughput-gru-infer-cpu-fp32-t2.png",
-         "throughput-gru-train-sgd-cpu-fp32-t2.png", "throughput-lenet5-infer-cpu-fp32-t2.png",
-         "throughput-lenet5-train-sgd-cpu-fp32-t2.png"]
+PLOTS = ["at-a-glance.png", "batch-lenet5-infer-cpu-fp32-t2.png", "first-step.png",
+         "throughput-gru-infer-cpu-fp32-t2.png", "throughput-gru-train-sgd-cpu-fp32-t2.png",
+         "throughput-lenet5-infer-cpu-fp32-t2.png", "throughput-lenet5-train-sgd-cpu-fp32-t2.png"]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,16 @@ def test_report_html_structure(run_dir):
                    "thread cap exceeded", "interop_threads"):
         assert phrase in text
     assert [a.get("id") for t, a in p.tags if t == "h2" or a.get("id") == "verdict"][:4] == [None, None, "verdict", None]
+    # The answer at a glance comes first: the body opens with the heat map, before the title.
+    tags = [t for t, _ in p.tags]
+    first = tags.index("body") + 1
+    assert tags[first:first + 4] == ["figure", "img", "figcaption", "h1"] and p.ids["at-a-glance"] == "figure"
+
+
+def test_report_md_opens_with_the_heat_map(run_dir):
+    first = (run_dir / "report.md").read_text().splitlines()[0]
+    assert first.startswith("![At a glance") and first.endswith("](plots/at-a-glance.png)")
+    assert (run_dir / "plots" / "at-a-glance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_verdict_says_it_depends(run_dir):

@@ -7,19 +7,18 @@ so the same records always give byte-identical output.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any, Callable
 
 import pandas as pd
 
-from ..analysis.significance import compare_times
 from ..analysis.stats import summarize
 from ..models import MODELS
 from ..records import Record
 from ..results import RunDir
 from . import plots
-from .model import Config, Group, Report, Section
-from .verdict import verdict
+from .glance import GLANCE_CAPTION, GLANCE_FILE, at_a_glance
+from .model import Config, Group, Report, Section, group_key
+from .verdict import CONTENDED_PREFIX, verdict, vs_fastest
 
 # Fairness-manifest keys (docs/spec.md 5.8) compared between frameworks in one comparison: FAIRNESS below.
 # Left out on purpose: `versions`, `framework`, `adapter`, `compile` (each framework's own API call; the shared
@@ -78,7 +77,6 @@ FAIRNESS: dict[str, tuple[str, Callable[[Group], bool]]] = {
 }
 UNSTABLE_PREFIXES = ("unstable", "too few samples")
 CPU_CAP_PREFIXES = ("thread cap exceeded", "cores idle")
-CONTENDED_PREFIX = "contended"
 
 
 def _validated(rec: Record) -> str:
@@ -127,11 +125,7 @@ def collect_groups(records: list[Record]) -> list[Group]:
             configs.setdefault(r.config_id, []).append(r)
     groups: dict[tuple, Group] = {}
     for recs in configs.values():
-        c = recs[0].case
-        opt = ""
-        if c.mode == "train":
-            opt = c.optimizer + (f" {json.dumps(c.optimizer_params, sort_keys=True)}" if c.optimizer_params else "")
-        key = (c.model, c.mode, c.device, c.precision, c.threads, json.dumps(c.model_params, sort_keys=True), opt)
+        key = group_key(recs[0].case)
         groups.setdefault(key, Group(*key)).configs.append(_config(recs))
     for g in groups.values():
         g.configs.sort(key=lambda x: (x.batch_size, -x.samples_per_s, x.framework))
@@ -148,19 +142,6 @@ def _secs(x: float) -> str:
 
 def _bytes(b: float) -> str:
     return f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:,.0f} MiB"
-
-
-def vs_fastest(group: Group, cfg: Config) -> tuple[float, str]:
-    """(throughput / fastest throughput at the same batch size, 'fastest' | 'tied' | 'N.NNx slower')."""
-    peers = group.at(cfg.batch_size)
-    if len(peers) < 2:
-        return 1.0, "only one measured"
-    fastest = max(peers, key=lambda c: (c.samples_per_s, c.framework))
-    if cfg is fastest:
-        return 1.0, "fastest"
-    comp = compare_times(fastest.times_s, cfg.times_s, ci_a=(fastest.summary.ci_low, fastest.summary.ci_high),
-                         ci_b=(cfg.summary.ci_low, cfg.summary.ci_high))
-    return cfg.samples_per_s / fastest.samples_per_s, comp.label() if comp.significant else "tied"
 
 
 def group_table(group: Group) -> pd.DataFrame:
@@ -237,7 +218,7 @@ def settings_table(groups: list[Group]) -> pd.DataFrame:
 
 def warning_lists(groups: list[Group]) -> list[tuple[str, list[str]]]:
     """(heading, items) for unstable cases, thread-cap violations and other warnings."""
-    contended = "Contended: other processes used the worker's CPUs"
+    contended = "Contended: other processes used the worker's CPUs or GPU"
     buckets: dict[str, list[str]] = {contended: [], "Unstable measurements": [], "CPU use far from the thread cap": [],
                                      "Other warnings": []}
     for g in groups:
@@ -320,4 +301,6 @@ def build_report(run: RunDir) -> Report:
                 "times samples/s. validated is the `bench validate` result for the case, if any. ⚠: see "
                 "Warnings."),
         sections=sections, startup_plot=plots.startup_path(groups), warnings=warning_lists(groups),
-        not_measured=not_measured_tables(records), notes=notes, groups=groups)
+        not_measured=not_measured_tables(records), notes=notes, groups=groups,
+        glance=at_a_glance(groups, records) if records else None,
+        glance_plot=(GLANCE_CAPTION, GLANCE_FILE) if records else None)

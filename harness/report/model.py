@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.stats import Summary
+from ..case import Case
 
 # Columns that hold numbers are right-aligned in every format.
 RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "set-up memory", "step memory", "GFLOP/s", "CPU busy",
@@ -47,6 +49,15 @@ class Config:
         return self.batch_size / self.summary.ci_high, self.batch_size / self.summary.ci_low
 
 
+def group_key(case: Case) -> tuple[str, str, str, str, int, str, str]:
+    """What a case is compared by, less the batch size: the fields of its `Group`, in order."""
+    opt = ""
+    if case.mode == "train":
+        opt = case.optimizer + (f" {json.dumps(case.optimizer_params, sort_keys=True)}" if case.optimizer_params else "")
+    return (case.model, case.mode, case.device, case.precision, case.threads,
+            json.dumps(case.model_params, sort_keys=True), opt)
+
+
 @dataclass
 class Group:
     """One comparison: a model, mode, device, precision, thread count, params and optimizer."""
@@ -59,6 +70,11 @@ class Group:
     params: str
     optimizer: str
     configs: list[Config] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int, str, str]:
+        """`group_key` of its cases."""
+        return (self.model, self.mode, self.device, self.precision, self.threads, self.params, self.optimizer)
 
     @property
     def title(self) -> str:
@@ -90,6 +106,29 @@ class Section:
     plots: list[tuple[str, str]]  # (caption, path relative to the run directory)
 
 
+@dataclass(frozen=True)
+class GlanceCell:
+    """One framework on one job of the at-a-glance heat map."""
+
+    speed: float | None  # throughput / the fastest framework's on the job (1.0: fastest); None: not measured
+    marks: tuple[str, ...] = ()  # "tied", "only one", "contended", "1 process"
+    status: str = "ok"  # or why there is no number: "failed", "timed out", "skipped"
+
+
+@dataclass(frozen=True)
+class GlanceRow:
+    job: str  # the comparison's title and the batch size
+    cells: dict[str, GlanceCell]  # framework -> cell; a framework the job never planned has none
+
+
+@dataclass(frozen=True)
+class Glance:
+    """The heat map at the top of the report: one row per job, one column per framework."""
+
+    frameworks: tuple[str, ...]
+    rows: tuple[GlanceRow, ...]
+
+
 @dataclass
 class Report:
     title: str
@@ -106,3 +145,5 @@ class Report:
     not_measured: list[tuple[str, pd.DataFrame]]
     notes: list[str]
     groups: list[Group]  # what the plots are drawn from
+    glance: Glance | None = None  # the heat map drawn at glance_plot, the first thing each format shows
+    glance_plot: tuple[str, str] | None = None  # (caption, path relative to the run directory)

@@ -32,6 +32,20 @@ class Verdict:
 
 
 Comparable = tuple[Group, list[Config]]  # one job at one batch size, the configs that measured it
+CONTENDED_PREFIX = "contended"  # the record warning of samples that other processes slowed (CPU or GPU)
+
+
+def vs_fastest(group: Group, cfg: Config) -> tuple[float, str]:
+    """(throughput / fastest throughput at the same batch size, 'fastest' | 'tied' | 'N.NNx slower')."""
+    peers = group.at(cfg.batch_size)
+    if len(peers) < 2:
+        return 1.0, "only one measured"
+    fastest = max(peers, key=lambda c: (c.samples_per_s, c.framework))
+    if cfg is fastest:
+        return 1.0, "fastest"
+    comp = compare_times(fastest.times_s, cfg.times_s, ci_a=(fastest.summary.ci_low, fastest.summary.ci_high),
+                         ci_b=(cfg.summary.ci_low, cfg.summary.ci_high))
+    return cfg.samples_per_s / fastest.samples_per_s, comp.label() if comp.significant else "tied"
 
 
 def comparable_cases(groups: Sequence[Group]) -> list[Comparable]:
@@ -118,10 +132,10 @@ def verdict(groups: Sequence[Group]) -> Verdict:
         ("Least memory", answer(_scores(cases, lambda c: c.memory_bytes))),
     ]
     contended = [f"{c.framework} {g.model} {g.mode} b={c.batch_size}" for g, peers in cases for c in peers
-                 if any(w.startswith("contended") for w in c.warnings)]
+                 if any(w.startswith(CONTENDED_PREFIX) for w in c.warnings)]
     if contended:  # the answers above rest on them: say so where the answers are read
         answers.append(("Measured under contention", f"{len(contended)} of {sum(len(p) for _, p in cases)} "
-                        "measurements had samples during which other processes used the worker's CPUs (see Warnings: "
-                        "left out and measured again, or reported when no clean sample was left): "
+                        "measurements ran while other processes used the worker's CPUs or GPU (see Warnings: contended "
+                        "CPU samples are left out and measured again, or reported when no clean sample was left): "
                         f"{', '.join(contended)}. Rerun on a quiet machine before relying on these answers."))
     return Verdict(METHOD, table, answers)

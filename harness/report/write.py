@@ -6,6 +6,7 @@ from pathlib import Path
 from ..results import RunDir, load_frame, write_atomic, write_text_atomic
 from . import formats, plots
 from .build import build_report
+from .glance import draw_glance
 
 
 def write_reports(run_path: Path) -> dict[str, Path]:
@@ -13,6 +14,8 @@ def write_reports(run_path: Path) -> dict[str, Path]:
     run = RunDir(Path(run_path))
     report = build_report(run)
     written = plots.write_plots(run.path, report.groups)
+    if report.glance is not None and report.glance_plot is not None:
+        written.append(draw_glance(report.glance, run.path / report.glance_plot[1]))
     for stale in set((run.path / plots.PLOTS_DIR).glob("*.png")) - set(written):
         stale.unlink()  # a figure of a comparison no longer in the records
     out = {}

@@ -37,18 +37,22 @@ def html_table(df: pd.DataFrame, table_id: str | None = None) -> str:
     return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _figure(caption: str, rel: str, run_path: Path) -> str:
+def _figure(caption: str, rel: str, run_path: Path, figure_id: str | None = None) -> str:
     path = run_path / rel
     if not path.exists():
         return f"<p>(figure {html.escape(rel)} missing: run <code>bench report</code>)</p>"
     data = base64.b64encode(path.read_bytes()).decode()
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+    attr = f' id="{figure_id}"' if figure_id else ""
+    return (f'<figure{attr}><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def render(r: Report, run_path: Path) -> str:
     p = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(r.title)}</title>",
-         f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(r.title)}</h1>"]
+         f"<style>{CSS}</style></head><body>"]
+    if r.glance_plot:  # the answer first, before any text
+        p.append(_figure(*r.glance_plot, run_path, figure_id="at-a-glance"))
+    p.append(f"<h1>{html.escape(r.title)}</h1>")
     p += [f"<p>{_text(line)}</p>" for line in r.intro]
     p += ["<h2>Frameworks</h2>", html_table(r.frameworks)]
     p += ['<section id="verdict-section"><h2>Verdict: which toolbox is best?</h2>',

@@ -22,7 +22,8 @@ def md_table(df: pd.DataFrame, right: set[str] = RIGHT) -> list[str]:
 
 
 def render(r: Report, run_path: Path | None = None) -> str:
-    out = [f"# {r.title}", ""]
+    out = [f"![{r.glance_plot[0]}]({r.glance_plot[1]})", ""] if r.glance_plot else []  # the answer first
+    out += [f"# {r.title}", ""]
     for line in r.intro:
         out += [line, ""]
     out += ["## Frameworks", ""] + md_table(r.frameworks) + [""]
