@@ -12,6 +12,9 @@ HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 TF_PACKAGE := $(if $(HAS_NVIDIA),tensorflow[and-cuda],tensorflow-cpu)
 JAX_PACKAGE := $(if $(HAS_NVIDIA),jax[cuda12],jax)
 FRAMEWORKS := torch==$(TORCH_VERSION) $(TF_PACKAGE) $(JAX_PACKAGE) flax optax
+# With a GPU, also NVML's Python bindings: bench run then warns of other processes on the GPU.
+COMMA := ,
+EXTRAS := dev$(if $(HAS_NVIDIA),$(COMMA)gpu)
 
 .PHONY: setup run test clean
 
@@ -21,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(FRAMEWORKS)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 run: setup

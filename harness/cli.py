@@ -163,6 +163,7 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                     err_console.print(f"[red]{escape(key.rsplit('/', 1)[0])} failed validation[/] "
                                       f"({escape(v['failed_check'])}); its cases are not timed", soft_wrap=True)
         _warn_if_busy(cases)
+        _warn_if_gpu_busy(cases)
         with _progress(True) as progress:
             outcome = session.execute(suite_obj, cases, out=out, registry=registry, argv=sys.argv,
                                       progress=progress, gate=gate)
@@ -182,6 +183,17 @@ def _warn_if_busy(cases: list) -> None:
     except (OSError, AttributeError):
         load = None
     line = busy_machine_warning(threads, busy_cpus_now(0.5), load)
+    if line:
+        err_console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
+
+
+def _warn_if_gpu_busy(cases: list) -> None:
+    """One line before a GPU run when other processes already use the GPU its cases run on (NVML)."""
+    if not any(c.device == "cuda" for c in cases):
+        return
+    from .measure.gpu_contention import busy_gpu_line, other_gpu_processes
+
+    line = busy_gpu_line(other_gpu_processes(0))  # every case runs on CUDA device 0
     if line:
         err_console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
 
