@@ -21,6 +21,7 @@ from ..case import Case
 from ..records import Metrics, Record
 from ..results import write_json_atomic
 from .contention import ContentionMeter
+from .gpu_contention import gpu_busy_warning, other_gpu_processes
 from .process import die_with_parent, pin_threads
 
 # Stability warnings (docs/spec.md section 5.7).
@@ -200,9 +201,21 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
         contention = ContentionMeter(timer, cpus) if case.device == "cpu" else None
         meter = CpuMeter(contention or timer)
         memory = PeakMemory(adapter)
-        m = measure(meter, case.measure, steady=memory.end_setup,
+        gpu_seen: list = []  # other processes on the GPU as the timed samples start and end (gpu_contention)
+
+        def end_setup() -> None:
+            memory.end_setup()
+            if case.device == "cuda":
+                gpu_seen.extend(other_gpu_processes(0, holding_context=True) or [])
+
+        m = measure(meter, case.measure, steady=end_setup,
                     contention=(lambda: contention.last_share) if contention else None)
+        if case.device == "cuda":
+            gpu_seen.extend(other_gpu_processes(0, holding_context=True) or [])
         metrics, warnings = metrics_for(case, spec, m, meter.share)
+        gpu_warning = gpu_busy_warning(gpu_seen)
+        if gpu_warning:
+            warnings.insert(0, gpu_warning)
         metrics.update(setup_s=setup_s, import_s=prep.import_s, parameters=spec.parameter_count(), **memory.finish())
         manifest = {
             "framework": info.framework, "adapter": info.name, "affinity": cpus,
