@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from harness.adapter import Adapter, Unsupported
+from harness.adapter import Adapter, PeakKernel, Unsupported
 from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
 from harness.optimizers import OptimizerSpec
 from harness.weights import check_weights
@@ -156,6 +156,17 @@ class NumpyAdapter(Adapter):
 
     def sync(self) -> None:
         """Nothing to wait for: every NumPy call has finished when it returns."""
+
+    # The roofline (harness.measure.peak): the BLAS numpy links (OpenBLAS in the wheels) and a plain memcpy.
+    def peak_gemm(self, a: np.ndarray, b: np.ndarray) -> PeakKernel:
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        out = np.empty((a.shape[0], b.shape[1]), np.float32)
+        return PeakKernel(run=lambda: np.matmul(a, b, out=out), result=out.copy, what="np.matmul(a, b, out=c)")
+
+    def peak_copy(self, x: np.ndarray) -> PeakKernel:
+        src = np.asarray(x, np.float32)
+        dst = np.empty_like(src)
+        return PeakKernel(run=lambda: np.copyto(dst, src), result=dst.copy, what="np.copyto into a kept buffer")
 
     def settings(self) -> dict[str, Any]:
         return {"versions": {"numpy": np.__version__}, "threads": self.threads, "precision": self.precision,

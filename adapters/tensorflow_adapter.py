@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from harness.adapter import Adapter, Unsupported  # noqa: E402
+from harness.adapter import Adapter, PeakKernel, Unsupported  # noqa: E402
 from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent  # noqa: E402
 from harness.optimizers import OptimizerSpec  # noqa: E402
 from harness.weights import check_weights  # noqa: E402
@@ -377,6 +377,43 @@ class TensorFlowAdapter(Adapter):
 
     def gradients(self, batch) -> dict[str, np.ndarray]:
         return self._to_canonical([g.numpy() for g in self._gradients_fn(*batch)])
+
+    # ---- the roofline (harness.measure.peak) ----
+    def _on_device(self, a: np.ndarray) -> tf.Tensor:
+        with tf.device(self.tf_device):
+            return tf.identity(tf.constant(np.asarray(a, np.float32)))
+
+    def _hold(self, out: tf.Tensor) -> None:
+        """Keep the newest output; on CPU `sync` reads one element of it (`.numpy()` of the whole output
+        would copy it: 0.5 s for 256 MiB). On a GPU `sync` waits for the device and reads nothing."""
+        self._peak_out = out
+        self._last = out[(0,) * len(out.shape)] if self.device != "cuda" else None
+
+    def peak_gemm(self, a: np.ndarray, b: np.ndarray) -> PeakKernel:
+        # float32 whatever the case's precision; on a GPU the constructor turned TF32 off unless "tf32".
+        # One tf.function, XLA-compiled under jit_compile as the adapter's steps are; tf.linalg.matmul runs
+        # oneDNN's (CPU) or cuBLAS's (GPU) GEMM either way.
+        ad, bd = self._on_device(a), self._on_device(b)
+        matmul = tf.function(lambda: tf.linalg.matmul(ad, bd), jit_compile=self.jit_compile, autograph=False)
+
+        def run() -> None:
+            with tf.device(self.tf_device):
+                self._hold(matmul())
+
+        return PeakKernel(run=run, result=lambda: self._peak_out.numpy(),
+                          what="tf.function(tf.linalg.matmul" + (", jit_compile=True)" if self.jit_compile else ")"))
+
+    def peak_copy(self, x: np.ndarray) -> PeakKernel:
+        # TensorFlow has no `out=`: DeepCopy (eager, one op) writes a fresh buffer per call, which is what a copy
+        # costs in TensorFlow. tf.identity only aliases its input, and grappler turns `x * 1.0` in a tf.function
+        # into an identity (64 GB/s on a machine that copies at 19).
+        xd = self._on_device(x)
+
+        def run() -> None:
+            with tf.device(self.tf_device):
+                self._hold(tf.raw_ops.DeepCopy(x=xd))
+
+        return PeakKernel(run=run, result=lambda: self._peak_out.numpy(), what="tf.raw_ops.DeepCopy (eager)")
 
     def peak_device_memory_bytes(self) -> int | None:
         if self.device != "cuda":

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.adapter import Adapter, Unsupported
+from harness.adapter import Adapter, PeakKernel, Unsupported
 from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
 from harness.optimizers import OptimizerSpec
 from harness.weights import check_weights
@@ -290,6 +290,21 @@ class TorchAdapter(Adapter):
             return False
         torch.cuda.reset_peak_memory_stats()
         return True
+
+    # ---- the roofline (harness.measure.peak) ----
+    def peak_gemm(self, a: np.ndarray, b: np.ndarray) -> PeakKernel:
+        # float32 whatever the case's precision; on CUDA the constructor set fp32 (IEEE) matmuls unless "tf32".
+        at, bt = (torch.as_tensor(v, dtype=torch.float32, device=self.dev) for v in (a, b))
+        out = torch.empty((a.shape[0], b.shape[1]), dtype=torch.float32, device=self.dev)
+        # torch.compile adds nothing to a lone matmul (inductor calls the same BLAS), so both adapters run it eagerly.
+        return PeakKernel(run=lambda: torch.mm(at, bt, out=out), result=lambda: out.cpu().numpy().copy(),
+                          what="torch.mm(a, b, out=c)")
+
+    def peak_copy(self, x: np.ndarray) -> PeakKernel:
+        src = torch.as_tensor(x, dtype=torch.float32, device=self.dev)
+        dst = torch.empty_like(src)  # written in place: `clone` would time the allocator's page faults too
+        return PeakKernel(run=lambda: dst.copy_(src), result=lambda: dst.cpu().numpy().copy(),
+                          what="Tensor.copy_ into a kept buffer")
 
     def _recurrent_impl(self) -> str:
         cls = type(self.model.rnn).__name__

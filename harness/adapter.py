@@ -11,7 +11,7 @@ import importlib
 import importlib.metadata as md
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -56,6 +56,17 @@ class AdapterInfo:
     def load(self) -> type["Adapter"]:
         module, _, cls = self.target.partition(":")
         return getattr(importlib.import_module(module), cls)
+
+
+@dataclass(frozen=True)
+class PeakKernel:
+    """One kernel of the roofline (harness.measure.peak): `run` issues it once and may return before the
+    device is done (the adapter's `sync` waits for it); `result` copies the latest output to the host, so a
+    test can check that the work was done; `what` names the call, for the record."""
+
+    run: Callable[[], None]
+    result: Callable[[], np.ndarray]
+    what: str
 
 
 class AdapterClash(XfbenchError):
@@ -179,6 +190,25 @@ class Adapter(abc.ABC):
         """Reset the peak that `peak_device_memory_bytes` reports to the memory in use now; False if the
         framework cannot (then only the whole-process peak is reported)."""
         return False
+
+    def peak_gemm(self, a: np.ndarray, b: np.ndarray) -> PeakKernel:
+        """The float32 product `a @ b` (n x n each) on this adapter's device, for the roofline (`bench peak`).
+
+        `a` and `b` go to the device here, once; each `run` computes the whole product with the call a
+        framework expert would use for the fastest GEMM, in IEEE float32 (no TF32), and keeps the output
+        alive (a buffer written in place, or the newest result held) so that nothing is optimised away.
+        Optional: the default raises Unsupported, and the roofline leaves the adapter out.
+        """
+        raise Unsupported(f"{type(self).__name__} does not implement peak_gemm")
+
+    def peak_copy(self, x: np.ndarray) -> PeakKernel:
+        """A copy of the float32 array `x` into a second buffer on this adapter's device, for the roofline.
+
+        Each `run` must read all of `x` and write all of the copy (2 x `x.nbytes` moved): an op that only
+        aliases the input (`tf.identity`, a jitted identity without a distinct output) does not count.
+        Optional, like `peak_gemm`.
+        """
+        raise Unsupported(f"{type(self).__name__} does not implement peak_copy")
 
     @abc.abstractmethod
     def settings(self) -> dict[str, Any]:
