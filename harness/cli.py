@@ -379,5 +379,60 @@ def env() -> None:
         console.print(escape(f"{'adapter ' + name:16s} broken: {why}"), soft_wrap=True)
 
 
+@main.command()
+@click.option("--frameworks", help="Comma-separated adapters (default: every registered one but the numpy reference).")
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="CPU threads per worker, pinned as a suite's (0 = all available).")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--size", type=int, default=2048, show_default=True, help="n of the n x n float32 GEMM.")
+@click.option("--copy-mib", type=float, default=256, show_default=True, help="MiB of the float32 array copied.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the peaks as JSON: adapter -> peak, the format of a run's peak.json.")
+def peak(frameworks: str | None, threads: int, device: str, size: int, copy_mib: float, out: Path | None) -> None:
+    """Measure this host's practical peak with each framework: float32 GEMM GFLOP/s and copy GB/s (the roofline)."""
+    from .adapter import why_broken
+    from .measure.peak import measure_peaks
+    from .results import write_json_atomic
+
+    registry, allowed = discover(), len(os.sched_getaffinity(0))
+    names = session.split_csv(frameworks) or [n for n, info in registry.items() if not info.reference]
+    for name in names:
+        if name not in registry:
+            raise session.InputError(why_broken(name) or f"unknown framework {name!r}; registered: "
+                                     f"{', '.join(registry)} (see `bench list frameworks`)")
+    if not 0 <= threads <= allowed or size < 1 or copy_mib * 2**20 < 4:
+        raise session.InputError(f"--threads takes 0 to {allowed}, --size a positive n and --copy-mib a positive "
+                                 f"size; got {threads}, {size} and {copy_mib:g}")
+    outcome = measure_peaks({n: registry[n] for n in names}, device=device, threads=threads or allowed, n=size,
+                            nbytes=int(copy_mib * 2**20) // 4 * 4,
+                            started=lambda name: console.print(f"measuring {escape(name)} ...", soft_wrap=True))
+    for name, why in outcome.skipped.items():
+        err_console.print(f"[yellow]skipped {escape(name)}[/]: {escape(why)}", soft_wrap=True)
+    for name, why in outcome.failed.items():
+        err_console.print(f"[red]{escape(name)} failed[/]: {escape(why)}", soft_wrap=True)
+    if outcome.peaks:
+        console.print(peak_table(outcome.peaks))
+        for name, p in outcome.peaks.items():
+            for w in p["warnings"]:
+                err_console.print(f"[yellow]⚠ {escape(name)}[/] {escape(w)}", soft_wrap=True)
+    if out is not None and outcome.peaks:
+        write_json_atomic(out, outcome.peaks)
+        console.print(f"written: {escape(str(out))}", soft_wrap=True)
+    sys.exit(0 if outcome.peaks else 1)
+
+
+def peak_table(peaks: dict[str, dict]) -> Table:
+    """One row per framework: GEMM GFLOP/s and copy GB/s with their 95% CIs, and the threads."""
+    first = next(iter(peaks.values()))
+    t = Table(title=f"float32 GEMM n={first['gemm_n']}; copy of {first['copy_bytes'] / 2**20:g} MiB, read + write "
+                    f"counted; {first['device']}")
+    for col in ("framework", "GEMM GFLOP/s", "95% CI", "copy GB/s", "95% CI ", "threads"):
+        t.add_column(col, justify="left" if col == "framework" else "right", no_wrap=True)
+    for name, p in peaks.items():
+        t.add_row(escape(name), f"{p['gemm_gflops']:,.1f}", "–".join(f"{v:,.1f}" for v in p["gemm_gflops_ci"]),
+                  f"{p['copy_gbs']:,.1f}", "–".join(f"{v:,.1f}" for v in p["copy_gbs_ci"]), str(p["threads"]))
+    return t
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
