@@ -1,8 +1,8 @@
 """Records -> a `Report` (harness.report.model): tables of display strings, plot names, the verdict.
 
 Nothing here measures or writes: `harness.report.write` renders the Report in every format and draws
-the plots. Every number is a pure function of cases.jsonl and run.json (seeded bootstraps, UTC dates),
-so the same records always give byte-identical output.
+the plots. Every number is a pure function of cases.jsonl and run.json, and of peak.json where a run
+has one (seeded bootstraps, UTC dates), so the same records always give byte-identical output.
 """
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..analysis.stats import summarize
+from ..measure.peak import read_peaks
 from ..models import MODELS
 from ..records import Record
 from ..results import RunDir
 from . import plots
 from .glance import GLANCE_CAPTION, GLANCE_FILE, at_a_glance
 from .model import Config, Group, Report, Section, group_key
+from .roofline import roofline_section, with_share_of_peak
 from .verdict import CONTENDED_PREFIX, verdict, vs_fastest
 
 # Fairness-manifest keys (docs/spec.md 5.8) compared between frameworks in one comparison: FAIRNESS below.
@@ -277,12 +279,14 @@ def build_report(run: RunDir) -> Report:
              + f"; {host.get('os', '?')}; Python {host.get('python', '?')}; xfbench {host.get('harness_version', '?')}"
              + (f" ({host['git_commit'][:12]})" if host.get("git_commit") else "") + "."]
     v = verdict(groups)
+    peaks, peak_notes = read_peaks(run.path)  # peak.json: the roofline, where the run measured it
     sections = []
     for g in groups:
         diff = differing_settings(g)
         notes = ([f"Settings that differ here: {', '.join(diff)}."] if diff else [])
-        sections.append(Section(g.title, group_table(g), notes, plots.plot_paths(g)))
-    notes = run.reading_notes()
+        table = with_share_of_peak(group_table(g), g, peaks) if peaks else group_table(g)
+        sections.append(Section(g.title, table, notes, plots.plot_paths(g)))
+    notes = run.reading_notes() + peak_notes
     return Report(
         title=f"xfbench report: {meta.suite}", intro=intro, frameworks=_frameworks(records),
         verdict_method=v.method, verdict=v.table, answers=v.answers, settings=settings_table(groups),
@@ -303,4 +307,5 @@ def build_report(run: RunDir) -> Report:
         sections=sections, startup_plot=plots.startup_path(groups), warnings=warning_lists(groups),
         not_measured=not_measured_tables(records), notes=notes, groups=groups,
         glance=at_a_glance(groups, records) if records else None,
-        glance_plot=(GLANCE_CAPTION, GLANCE_FILE) if records else None)
+        glance_plot=(GLANCE_CAPTION, GLANCE_FILE) if records else None,
+        roofline=roofline_section(peaks, groups) if peaks else None)

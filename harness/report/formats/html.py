@@ -64,6 +64,9 @@ def render(r: Report, run_path: Path) -> str:
     p.append("<h2>Settings that differ between frameworks</h2>")
     p.append(html_table(r.settings, "settings") if len(r.settings)
              else "<p>None: every compared setting is the same.</p>")
+    if r.roofline:
+        p += [f'<section id="roofline"><h2>{html.escape(r.roofline.title)}</h2>', html_table(r.roofline.table)]
+        p += [f'<p class="method">{_text(n)}</p>' for n in r.roofline.notes] + ["</section>"]
     p += ["<h2>Results by job</h2>", f'<p class="method">{_text(r.method)}</p>']
     for s in r.sections:
         p += [f"<section><h3>{html.escape(s.title)}</h3>", html_table(s.table)]

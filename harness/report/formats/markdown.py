@@ -33,6 +33,9 @@ def render(r: Report, run_path: Path | None = None) -> str:
     out += [f"- **{q}:** {a}" for q, a in r.answers] + [""]
     out += ["## Settings that differ between frameworks", ""]
     out += (md_table(r.settings) if len(r.settings) else ["None: every compared setting is the same."]) + [""]
+    if r.roofline:
+        out += [f"## {r.roofline.title}", ""] + md_table(r.roofline.table) + [""]
+        out += [line for n in r.roofline.notes for line in (n, "")]
     out += ["## Results by job", "", r.method, ""]
     for s in r.sections:
         out += [f"### {s.title}", ""] + md_table(s.table) + [""]
