@@ -425,7 +425,7 @@ def peak_table(peaks: dict[str, dict]) -> Table:
     """One row per framework: GEMM GFLOP/s and copy GB/s with their 95% CIs, and the threads."""
     first = next(iter(peaks.values()))
     t = Table(title=f"float32 GEMM n={first['gemm_n']}; copy of {first['copy_bytes'] / 2**20:g} MiB, read + write "
-                    f"counted; {first['device']}")
+                    f"counted; {first['device']}", show_edge=False)  # fits 80 columns with "tensorflow-xla"
     for col in ("framework", "GEMM GFLOP/s", "95% CI", "copy GB/s", "95% CI ", "threads"):
         t.add_column(col, justify="left" if col == "framework" else "right", no_wrap=True)
     for name, p in peaks.items():
