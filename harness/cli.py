@@ -210,6 +210,8 @@ def _conclude(outcome: session.Outcome, records: list[Record], total: int, secon
     console.print(summary_table(records))
     console.print(f"{len(records)} of {total} cases recorded ({len(summary.records)} in {seconds:.0f} s); "
                   f"report: {escape(str(path / 'report.md'))}", soft_wrap=True)
+    for note in outcome.roofline_notes:
+        err_console.print(f"[yellow]{escape(note)}[/]; the report's roofline leaves it out", soft_wrap=True)
     if outcome.reports_interrupted or outcome.reports_error:
         why = "interrupted while writing the reports" if outcome.reports_interrupted else \
             f"the reports could not be written ({escape(outcome.reports_error or '')})"

@@ -255,6 +255,7 @@ class RunMeta:
     plan: tuple[PlannedCase, ...] | None = None  # None: written without a plan (cannot be resumed)
     host: dict[str, Any] = field(default_factory=dict)  # harness.measure.host.host_info()
     resumed: tuple[dict[str, Any], ...] = ()  # {"started", "command"} per `--resume`
+    roofline: bool = True  # the suite's `roofline`: measure the frameworks' peaks after the cases (peak.json)
     schema: int = SCHEMA_VERSION
 
     def replace(self, **changes: Any) -> "RunMeta":
@@ -269,6 +270,8 @@ class RunMeta:
             out["plan"] = [p.to_json() for p in self.plan]
         if self.resumed:
             out["resumed"] = list(self.resumed)
+        if not self.roofline:
+            out["roofline"] = False
         return out
 
     @classmethod
@@ -295,7 +298,8 @@ class RunMeta:
                    description=str(d.get("description", "")), command=tuple(command),
                    planned_cases=d.get("planned_cases", 0) if _int(d.get("planned_cases", 0)) else 0,
                    plan=plan, host=d.get("host", {}),
-                   resumed=tuple(r for r in resumed if isinstance(r, dict)) if isinstance(resumed, list) else ())
+                   resumed=tuple(r for r in resumed if isinstance(r, dict)) if isinstance(resumed, list) else (),
+                   roofline=d.get("roofline", True) is not False)
 
 
 def _planned(p: Any, i: int, where: str) -> PlannedCase:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from .adapter import AdapterInfo, discover, why_broken
 from .case import MODES, Case
 from .errors import XfbenchError
 from .measure.host import host_info
-from .measure.runner import Progress, RunSummary, pending_cases, plan_for_meta, run_cases
+from .measure.forkserver import ForkServers
+from .measure.runner import Progress, RunSummary, pending_cases, plan_for_meta, run_cases, run_peaks
 from .models import MODELS, build_spec
 from .plan.suites import Overrides, Suite, expand, load_suite
 from .records import RunMeta
@@ -82,6 +83,7 @@ class Outcome:
     summary: RunSummary
     reports_error: str | None = None  # the reports (or run.json's end) could not be written; records are safe
     reports_interrupted: bool = False  # Ctrl-C while the reports were written
+    roofline_notes: list[str] = field(default_factory=list)  # peaks that could not be measured, one line each
 
 
 def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, AdapterInfo],
@@ -92,10 +94,15 @@ def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, A
     same time. A disk error or Ctrl-C after the last record loses nothing: the outcome says so.
     """
     owns_lock = run.lock()
+    servers = ForkServers(run.path / "logs")
     try:
-        summary = run_cases(cases, run, registry, progress, validation=validation)
+        summary = run_cases(cases, run, registry, progress, validation=validation, servers=servers)
         outcome = Outcome(run, summary)
         try:
+            if meta.roofline and cases and not summary.interrupted:
+                # After the cases, with the last round's fork servers: each framework's practical peak.
+                outcome.roofline_notes = run_peaks(cases, run, registry, servers)
+            servers.close()
             run.write_meta(meta.replace(finished=time.time(), interrupted=summary.interrupted))
             write_reports(run.path)
         except KeyboardInterrupt:
@@ -104,6 +111,7 @@ def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, A
             outcome.reports_error = f"{type(e).__name__}: {e}"
         return outcome
     finally:
+        servers.close()
         if owns_lock:
             run.unlock()
 
@@ -117,7 +125,7 @@ def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, A
         raise InputError(f"cannot create a run directory under {out}: {e.strerror}; choose a writable --out") from None
     meta = RunMeta(suite=suite.name, suite_path=str(suite.path), description=suite.description,
                    command=tuple(argv), started=time.time(), planned_cases=len(cases),
-                   plan=plan_for_meta(cases), host=host_info())
+                   plan=plan_for_meta(cases), host=host_info(), roofline=suite.roofline)
     try:
         run.write_meta(meta)
     except OSError as e:  # nothing half-written: a run directory without run.json is no run

@@ -69,7 +69,7 @@ def test_unwritable_output_directory(tmp_path):
 def test_dry_run_lists_cases_and_runs_nothing(tmp_path):
     p = bench("run", "quick", "--dry-run", "--frameworks", "torch,jax", "--out", str(tmp_path))
     assert p.returncode == 0
-    assert "16 cases from" in p.stdout and not list(tmp_path.iterdir())
+    assert "32 cases from" in p.stdout and not list(tmp_path.iterdir())  # 2 processes per case
 
 
 def test_list_commands():

@@ -274,3 +274,30 @@ def test_host_peak_is_per_device_and_threads():
     assert host_peak(peaks, "cpu", 2) == ("torch", 100e9)
     assert host_peak(peaks, "cpu", 1) is None
     assert host_peak(peaks, "cuda", 1) == ("gpu", 9000e9)  # a GPU's peak does not depend on the host threads
+
+
+# ---- bench run: the roofline after the cases (harness.measure.runner.run_peaks) ----
+
+@pytest.mark.parametrize("start", ["fork", "exec"])
+def test_a_run_measures_each_adapters_peak_at_its_cases_threads(tmp_path, start):
+    from harness.adapter import discover
+    from harness.case import Case
+    from harness.measure.forkserver import ForkServers
+    from harness.measure.runner import run_peaks
+    from harness.results import RunDir, write_json_atomic
+
+    run = RunDir.create(tmp_path, "t")
+    kept = {"other": _peak("other")}
+    write_json_atomic(run.path / "peak.json", kept)
+    cases = [Case("numpy", "lenet5", "infer", 2, threads=1, process_start=start, process=p) for p in (0, 1)]
+    servers = ForkServers(run.path / "logs")
+    try:
+        notes = run_peaks(cases, run, discover(), servers, n=64, nbytes=2**20)
+    finally:
+        servers.close()
+    peaks, _ = read_peaks(run.path)
+    assert notes == [] and set(peaks) == {"numpy", "other"}
+    assert (peaks["numpy"]["threads"], peaks["numpy"]["gemm_n"], peaks["numpy"]["device"]) == (1, 64, "cpu")
+    # forked from the last round's server (the framework imported once), or a fresh worker
+    assert [p.name for p in (run.path / "logs").glob("forkserver-*")] == (
+        ["forkserver-numpy-cpu-t1-p1.log"] if start == "fork" else [])

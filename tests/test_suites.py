@@ -150,3 +150,15 @@ def test_unknown_suite_lists_the_choices(tmp_path):
         load_suite("nope", REGISTRY)
     with pytest.raises(SuiteError, match="does not exist"):
         load_suite(str(tmp_path / "missing.toml"), REGISTRY)
+
+
+def test_roofline_is_on_unless_the_suite_turns_it_off_and_a_run_remembers_it():
+    from harness.records import RunMeta
+    text = '[[cases]]\nmodels = ["lenet5"]\n'
+    assert parse(text).roofline is True and parse("roofline = false\n" + text).roofline is False
+    assert load_suite("smoke", REGISTRY).roofline is False and load_suite("quick", REGISTRY).roofline is True
+    with pytest.raises(SuiteError, match="roofline must be true or false"):
+        parse("roofline = 1\n" + text)
+    off = RunMeta(suite="t", started=0.0, roofline=False)
+    assert RunMeta.from_json(off.to_json()).roofline is False
+    assert "roofline" not in RunMeta(suite="t", started=0.0).to_json()  # older run.json files read as on

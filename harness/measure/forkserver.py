@@ -13,7 +13,8 @@ Protocol (the runner's side is `ForkServer`): the server is started as
 `python -m harness.measure.forkserver ADAPTER THREADS DEVICE REPLY_FD`; it writes one JSON line to
 REPLY_FD, {"ready": true} or {"error": "..."}; then for each request line on stdin, {"case": path,
 "record": path, "log": path}, it answers {"pid": N} when the child runs and {"exit": code} when it has
-ended (negative: killed by that signal). End of stdin ends the server.
+ended (negative: killed by that signal). A request {"peak": path, ...} measures the roofline
+(harness.measure.peak) instead, its reply written to "record". End of stdin ends the server.
 """
 from __future__ import annotations
 
@@ -58,8 +59,13 @@ def _child(request: dict[str, str], prepared: Any, server: int, reply_fd: int) -
     os.close(log)
     die_with_parent(server)
     os.chdir(Path(request["log"]).parent)
-    from ..case import Case
     from ..results import write_json_atomic
+    if "peak" in request:  # the roofline (harness.measure.peak) of this server's adapter
+        from .peak import answer
+        with open(request["peak"]) as f:
+            write_json_atomic(request["record"], answer(json.load(f), prepared.adapter_cls))
+        return 0
+    from ..case import Case
     from .worker import run_case
     with open(request["case"]) as f:
         case = Case.from_dict(json.load(f))
@@ -156,12 +162,13 @@ class ForkServer:
             raise ServerGone(f"the fork server answered nonsense: {line[:200]!r}") from None
 
     def run(self, case_file: Path, record_file: Path, log_file: Path, timeout_s: float,
-            rss_limit_bytes: int | None = None) -> int | None:
+            rss_limit_bytes: int | None = None, kind: str = "case") -> int | None:
         """Measure a case in a forked process; its exit code, None on timeout (as `process.run_isolated`).
 
         Over `rss_limit_bytes` (the forked process and its children) it is killed and MemoryLimitExceeded raised.
+        `kind` "peak": `case_file` is a roofline request (harness.measure.peak) instead.
         """
-        request = {"case": str(case_file), "record": str(record_file), "log": str(Path(log_file).absolute())}
+        request = {kind: str(case_file), "record": str(record_file), "log": str(Path(log_file).absolute())}
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()

@@ -171,6 +171,15 @@ def read_peaks(run_path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
 
 # ---- the parent: one worker process per adapter (`bench peak`) ----
 
+# (adapter, request file, result file, log file, timeout) -> the worker's exit code, None on timeout
+Launch = Callable[[str, Path, Path, Path, float], "int | None"]
+
+
+def fresh_worker(name: str, request: Path, result: Path, log: Path, timeout_s: float) -> int | None:
+    """Run one peak request in a fresh interpreter (`python -m harness.measure.peak`)."""
+    return run_isolated(module_command(__name__, request, result), log, timeout_s)
+
+
 @dataclass
 class PeakOutcome:
     peaks: dict[str, dict[str, Any]] = field(default_factory=dict)  # adapter -> run_peak's dict
@@ -181,11 +190,13 @@ class PeakOutcome:
 
 def measure_peaks(adapters: dict[str, Any], *, device: str, threads: int, n: int = DEFAULT_N,
                   nbytes: int = DEFAULT_COPY_BYTES, cfg: MeasureConfig = PEAK_MEASURE,
-                  timeout_s: float = PEAK_TIMEOUT_S, started: Callable[[str], None] | None = None) -> PeakOutcome:
+                  timeout_s: float = PEAK_TIMEOUT_S, started: Callable[[str], None] | None = None,
+                  launch: Launch | None = None) -> PeakOutcome:
     """Each adapter's roofline (name -> AdapterInfo) in a worker process of its own, one after another.
 
     An adapter that is not installed or cannot serve `device` is skipped; a worker that crashes, hangs
     past `timeout_s` or writes no result is recorded as failed with its log, and the others still run.
+    `launch` runs one worker (default: a fresh interpreter; `bench run` forks it from a fork server).
     """
     out = PeakOutcome()
     work = Path(tempfile.mkdtemp(prefix="xfbench-peak-"))
@@ -199,7 +210,7 @@ def measure_peaks(adapters: dict[str, Any], *, device: str, threads: int, n: int
         request, result, log = (work / f"{name}.{ext}" for ext in ("request.json", "result.json", "log"))
         request.write_text(json.dumps({"adapter": name, "device": device, "threads": threads, "n": n,
                                        "nbytes": nbytes, "measure": asdict(cfg)}))
-        code = run_isolated(module_command(__name__, request, result), log, timeout_s)
+        code = (launch or fresh_worker)(name, request, result, log, timeout_s)
         _collect(out, name, code, result, log, timeout_s)
     if out.failed:
         out.logs = work
@@ -231,27 +242,35 @@ def _collect(out: PeakOutcome, name: str, code: int | None, result: Path, log: P
 
 # ---- the worker ----
 
+def answer(req: dict[str, Any], adapter_cls: type | None = None) -> dict[str, Any]:
+    """The worker's reply to a peak request: {"status": "ok", "peak": ...}, or "skipped"/"failed" with a reason.
+
+    `adapter_cls`: the process is pinned and has imported the adapter already (a fork server's child);
+    else this pins it and imports the adapter.
+    """
+    try:
+        if adapter_cls is None:
+            pin_threads(req["threads"], pin=req["device"] == "cpu")  # before numpy or the framework loads
+        from ..adapter import Unsupported, discover
+        try:
+            adapter_cls = adapter_cls or discover()[req["adapter"]].load()
+            peak = run_peak(adapter_cls, req["adapter"], req["device"], req["threads"], req["n"], req["nbytes"],
+                            MeasureConfig(**req["measure"]))
+            return {"status": "ok", "peak": peak}
+        except Unsupported as e:
+            return {"status": "skipped", "reason": str(e)}
+    except Exception as e:
+        traceback.print_exc(limit=-5)
+        return {"status": "failed", "reason": f"{type(e).__name__}: {e}".splitlines()[0][:500]}
+
+
 def main(argv: list[str]) -> int:
     """`python -m harness.measure.peak REQUEST.json RESULT.json`: pin, import one framework, measure, write."""
     die_with_parent()
     if len(argv) != 2:
         print("usage: python -m harness.measure.peak REQUEST.json RESULT.json", file=sys.stderr)
         return 2
-    req = json.loads(Path(argv[0]).read_text())
-    try:
-        pin_threads(req["threads"], pin=req["device"] == "cpu")  # before numpy or the framework loads
-        from ..adapter import Unsupported, discover
-        try:
-            adapter_cls = discover()[req["adapter"]].load()
-            peak = run_peak(adapter_cls, req["adapter"], req["device"], req["threads"], req["n"], req["nbytes"],
-                            MeasureConfig(**req["measure"]))
-            reply = {"status": "ok", "peak": peak}
-        except Unsupported as e:
-            reply = {"status": "skipped", "reason": str(e)}
-    except Exception as e:
-        traceback.print_exc(limit=-5)
-        reply = {"status": "failed", "reason": f"{type(e).__name__}: {e}".splitlines()[0][:500]}
-    write_json_atomic(argv[1], reply)
+    write_json_atomic(argv[1], answer(json.loads(Path(argv[0]).read_text())))
     return 0
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -154,10 +155,11 @@ class RunSummary:
 
 def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo],
               progress: Progress | None = None, worker: Callable[..., Record] | None = None,
-              validation: Validation | None = None) -> RunSummary:
+              validation: Validation | None = None, servers: ForkServers | None = None) -> RunSummary:
     """Run every case in order, appending each record to the run as soon as it exists.
 
-    `worker(case, workdir, logdir)` measures one case; by default `run_worker`, with the run's fork servers.
+    `worker(case, workdir, logdir)` measures one case; by default `run_worker`, with the fork servers
+    `servers` (the caller's to close), or the run's own (closed at the end).
     `validation(case)` gives the record's `validated` entry and, for a case that must not be timed
     (its `bench run --forward-check` failed), why: that case becomes a failed record, untimed.
     Holds the run's lock throughout; Ctrl-C, SIGTERM or SIGHUP stop it after killing the running worker.
@@ -166,7 +168,8 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     summary = RunSummary(records=[], orphans_killed=reap_orphans())
     missing = {name: info.missing() for name, info in frameworks.items()}
     total = len(cases)
-    servers = ForkServers(run.path / "logs")
+    own_servers = servers is None
+    servers = servers or ForkServers(run.path / "logs")
     worker = worker or (lambda case, workdir, logdir: run_worker(case, workdir, logdir, servers=servers))
     owns_lock = run.lock()
     try:
@@ -194,7 +197,8 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        servers.close()
+        if own_servers:
+            servers.close()
         summary.display_error = progress.error
         if owns_lock:
             run.unlock()
@@ -203,3 +207,41 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
         except OSError:
             pass
     return summary
+
+
+def run_peaks(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo],
+              servers: ForkServers | None = None, **sizes: int) -> list[str]:
+    """Measure the roofline of every adapter in `cases` into the run's peak.json (docs/spec.md 5.10).
+
+    Each adapter at the device and thread count most of its cases used; forked from the fork server of
+    its last such case where that case was forked (no second import of the framework), else in a fresh
+    worker. Entries already in peak.json for other adapters are kept. Returns one line per adapter whose
+    peak could not be measured. `sizes`: `n` and `nbytes` of measure_peaks (the tests' tiny ones).
+    """
+    from .peak import PEAK_FILE, fresh_worker, measure_peaks, read_peaks
+    by_adapter: dict[str, list[Case]] = {}
+    for c in cases:
+        if c.framework in frameworks and not frameworks[c.framework].missing():
+            by_adapter.setdefault(c.framework, []).append(c)
+    peaks, notes = read_peaks(run.path)
+    for name, cs in by_adapter.items():
+        device, threads = Counter((c.device, c.threads) for c in cs).most_common(1)[0][0]
+        last = [c for c in cs if (c.device, c.threads) == (device, threads)][-1]
+        server = servers.get(last) if servers is not None and last.process_start == "fork" else None
+
+        def launch(adapter: str, request: Path, result: Path, log: Path, timeout_s: float,
+                   server=server, case=last) -> int | None:
+            if server is not None:
+                try:
+                    return server.run(request, result, log, timeout_s, kind="peak")
+                except ServerGone as e:
+                    servers.drop(case, str(e))
+            return fresh_worker(adapter, request, result, log, timeout_s)
+
+        out = measure_peaks({name: frameworks[name]}, device=device, threads=threads, launch=launch, **sizes)
+        peaks.update(out.peaks)
+        notes += [f"roofline of {n}: {why}" for n, why in out.failed.items()]
+    if peaks:
+        from ..results import write_json_atomic
+        write_json_atomic(run.path / PEAK_FILE, peaks)
+    return notes

@@ -2,6 +2,7 @@
 
     description = "..."
     seed = 0
+    roofline = true       # measure each framework's GEMM and copy peak after the cases (peak.json)
     [defaults]            # any entry key below, applied to every [[cases]] entry
     [[cases]]
     models = ["lenet5"]   # required, in defaults or the entry
@@ -54,7 +55,7 @@ _ENTRY_KEYS: dict[str, Any] = {
 MAX_PROCESSES = 100  # repetitions of one case
 MAX_CASES = 100_000  # a suite that expands to more is a typo, not a plan
 MAX_SUITE_CHARS = 1_000_000  # the largest suite here is ~2 kB; a 50 MB list would take a minute to refuse
-_TOP_KEYS = {"description": str, "seed": int, "defaults": dict, "cases": list}
+_TOP_KEYS = {"description": str, "seed": int, "defaults": dict, "cases": list, "roofline": bool}
 _ENTRY_DEFAULTS: dict[str, Any] = {
     "modes": ["train", "infer"], "batch_sizes": [32], "frameworks": "all", "device": "cpu",
     "precision": "fp32", "threads": 0, "processes": 1, "optimizer": "sgd", "case_timeout_s": 600.0,
@@ -69,6 +70,7 @@ class Suite:
     description: str
     seed: int
     entries: list[dict[str, Any]] = field(default_factory=list)  # defaults merged in, validated
+    roofline: bool = True  # measure the frameworks' peaks after the cases (harness.measure.runner.run_peaks)
 
 
 def find_suite(name_or_path: str) -> Path:
@@ -111,7 +113,8 @@ def _type_name(typ: Any) -> str:
         return " or ".join(_type_name(t) for t in typ)
     if isinstance(typ, list):
         return f"a non-empty list of {_type_name(typ[0])}"
-    return {int: "an integer", float: "a number", str: "a string", dict: "a table", list: "an array"}.get(
+    return {int: "an integer", float: "a number", str: "a string", dict: "a table", list: "an array",
+            bool: "true or false"}.get(
         typ, getattr(typ, "__name__", str(typ)))
 
 
@@ -179,7 +182,7 @@ def parse_suite(text: str, name: str, path: Path, frameworks: dict[str, Any]) ->
     for key, value in doc.items():
         if key not in _TOP_KEYS:
             raise SuiteError(f"{where}: unknown key {key!r}; allowed at the top: {', '.join(_TOP_KEYS)}")
-        if not isinstance(value, _TOP_KEYS[key]) or isinstance(value, bool):
+        if not isinstance(value, _TOP_KEYS[key]) or (isinstance(value, bool) and _TOP_KEYS[key] is not bool):
             raise SuiteError(f"{where}: {key} must be {_type_name(_TOP_KEYS[key])}")
     if not 0 <= doc.get("seed", 0) < 2**32:
         raise SuiteError(f"{where}: seed={doc['seed']} is out of range; use 0 <= seed < 2**32")
@@ -207,7 +210,7 @@ def parse_suite(text: str, name: str, path: Path, frameworks: dict[str, Any]) ->
             raise SuiteError(f"{entry_where}: {e}") from None
         entries.append(entry)
     return Suite(name=name, path=path, description=doc.get("description", ""), seed=doc.get("seed", 0),
-                 entries=entries)
+                 entries=entries, roofline=doc.get("roofline", True))
 
 
 def load_suite(name_or_path: str, frameworks: dict[str, Any]) -> Suite:
