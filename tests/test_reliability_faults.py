@@ -176,3 +176,17 @@ def test_a_server_that_dies_is_replaced_by_a_fresh_worker(fault, tmp_path):
     assert first.manifest["process_start"] == "fork" and rec.status == "ok", rec.stderr_tail
     assert rec.manifest["process_start"] == "exec" and not servers.servers
     servers.close()
+
+
+def test_a_rounds_servers_start_together_before_its_first_case(fault, tmp_path):
+    fault("")
+    servers = ForkServers(tmp_path / "l")
+    cases = [case(process_start="fork", framework=fw, mode="infer", process=p) for p in (0, 1)
+             for fw in ("faulty", "numpy")]
+    servers.plan(cases)
+    try:
+        rec = run_worker(cases[0], tmp_path / "w", tmp_path / "l", servers=servers)
+        assert rec.status == "ok" and sorted(k[0] for k in servers.servers) == ["faulty", "numpy"]
+        assert {k[3] for k in servers.servers} == {0}  # the next round's start with it
+    finally:
+        servers.close()

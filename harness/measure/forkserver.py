@@ -122,7 +122,9 @@ def main(argv: list[str]) -> int:
 class ForkServer:
     """A running fork server for one adapter, thread count, device and round; `run` measures a case in it."""
 
-    def __init__(self, adapter: str, threads: int, device: str, log_file: Path, start_timeout_s: float):
+    def __init__(self, adapter: str, threads: int, device: str, log_file: Path):
+        """Start the server; `wait_ready` waits for its import."""
+        self.adapter = adapter
         read_fd, write_fd = os.pipe()
         self._fd, self._buffer = read_fd, b""
         self.log_file = Path(log_file).absolute()
@@ -137,12 +139,17 @@ class ForkServer:
             raise ServerGone(f"cannot start the fork server: {e}") from None
         finally:
             os.close(write_fd)
-        reply = self._reply(start_timeout_s)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until the server has imported its adapter; ServerGone (the server ended) if it could not."""
+        try:
+            reply = self._reply(timeout_s)
+        except ServerGone:
+            reply = {"error": "it ended"}
         if reply is None or "ready" not in reply:
             self.close()
-            why = f"not ready within {start_timeout_s:g} s" if reply is None else reply.get("error", "no ready message")
-            raise ServerGone(f"the fork server for {adapter} could not start ({why}); see {self.log_file}")
-        self.import_s = reply.get("import_s")
+            why = f"not ready within {timeout_s:g} s" if reply is None else reply.get("error", "no ready message")
+            raise ServerGone(f"the fork server for {self.adapter} could not start ({why}); see {self.log_file}")
 
     def _reply(self, timeout_s: float) -> dict[str, Any] | None:
         """The server's next message; None when none came within `timeout_s`; ServerGone when it has ended."""
@@ -224,37 +231,62 @@ class ForkServer:
         os.close(self._fd)
 
 
-class ForkServers:
-    """The fork servers of a run: started when a round's first case of a framework needs one, ended with the round.
+def _key(case: Any) -> tuple:
+    return case.framework, case.threads, case.device, case.process
 
-    A server that cannot start is remembered, and its cases start fresh (`process_start` "exec"): the
-    fresh worker then reports whatever stopped the server in the case's own record.
+
+class ForkServers:
+    """The fork servers of a run: started together when a round needs its first one, ended with the round.
+
+    With `plan(cases)`, the first case of a round starts the servers of every adapter in that round side
+    by side (a server's import is single-threaded: on 2 cores TensorFlow's and the others' imports then
+    overlap), before any case of the round is timed. A server that cannot start is remembered, and its
+    cases start fresh (`process_start` "exec"): the fresh worker then reports whatever stopped the server
+    in the case's own record.
     """
 
     def __init__(self, logdir: Path):
         self.logdir = Path(logdir)
         self.servers: dict[tuple, ForkServer] = {}
         self.broken: dict[tuple, str] = {}
+        self.rounds: dict[int, dict[tuple, Any]] = {}  # round -> key -> a case of it
+
+    def plan(self, cases: list[Any]) -> None:
+        """The cases about to run, so that each round's servers start together."""
+        for c in cases:
+            if c.process_start == "fork" and c.device == "cpu":
+                self.rounds.setdefault(c.process, {}).setdefault(_key(c), c)
 
     def get(self, case: Any) -> ForkServer | None:
-        key = (case.framework, case.threads, case.device, case.process)
+        key = _key(case)
         for other in [k for k in self.servers if k[3] != case.process]:
             self.servers.pop(other).close()  # a new round: the last round's servers are done
-        if key in self.broken:
-            return None
-        if key not in self.servers:
-            self.logdir.mkdir(parents=True, exist_ok=True)
-            log = self.logdir / f"forkserver-{case.framework}-{case.device}-t{case.threads}-p{case.process}.log"
+        if key not in self.servers and key not in self.broken:
+            self._start({**self.rounds.get(case.process, {}), key: case})
+        return self.servers.get(key)
+
+    def _start(self, wanted: dict[tuple, Any]) -> None:
+        """Start the servers of `wanted` (key -> a case) not started yet, side by side, and wait for each."""
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        starting = {}
+        for key, c in wanted.items():
+            if key in self.servers or key in self.broken:
+                continue
+            log = self.logdir / f"forkserver-{c.framework}-{c.device}-t{c.threads}-p{c.process}.log"
             try:
-                self.servers[key] = ForkServer(case.framework, case.threads, case.device, log, case.case_timeout_s)
+                starting[key] = (ForkServer(c.framework, c.threads, c.device, log), c)
             except ServerGone as e:
                 self.broken[key] = str(e)
-                return None
-        return self.servers[key]
+        for key, (server, c) in starting.items():
+            try:
+                server.wait_ready(c.case_timeout_s)
+                self.servers[key] = server
+            except ServerGone as e:
+                self.broken[key] = str(e)
 
     def drop(self, case: Any, why: str) -> None:
         """The case's server stopped answering: end it, and start its round's remaining cases fresh."""
-        key = (case.framework, case.threads, case.device, case.process)
+        key = _key(case)
         server = self.servers.pop(key, None)
         if server is not None:
             server.close()

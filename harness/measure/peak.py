@@ -35,7 +35,7 @@ DEFAULT_N = 2048  # the square GEMM size: large enough to reach a CPU's BLAS pea
 DEFAULT_COPY_BYTES = 256 * 2**20  # well beyond any CPU's last-level cache and a GPU's L2
 # Short: the peak runs before a suite, for every framework; a GEMM of n = 2048 takes ~0.17 s on 2 cores.
 PEAK_MEASURE = MeasureConfig(warmup_steps=2, warmup_s=0.2, min_sample_s=0.1, min_samples=5, max_samples=100,
-                             target_ci=0.02, max_time_s=1.5)
+                             target_ci=0.02, max_time_s=1.0)
 PEAK_TIMEOUT_S = 300.0  # one worker: import, both kernels; TensorFlow's import alone takes ~10 s on 2 cores
 CV_WARN = 0.05  # as a case's (harness.measure.worker)
 REQUIRED = ("gemm_n", "gemm_gflops", "gemm_gflops_ci", "copy_bytes", "copy_gbs", "copy_gbs_ci", "device", "threads")

@@ -170,6 +170,7 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     total = len(cases)
     own_servers = servers is None
     servers = servers or ForkServers(run.path / "logs")
+    servers.plan(cases)
     worker = worker or (lambda case, workdir, logdir: run_worker(case, workdir, logdir, servers=servers))
     owns_lock = run.lock()
     try:
