@@ -79,3 +79,38 @@ def test_input_errors_exit_2(tmp_path):
         compare_runs(empty, other)
     assert bench("compare", empty, other).exit_code == 2
     assert bench("compare", FIXTURE, FIXTURE, "--fail-above", -1).exit_code == 2
+
+
+def two_processes(tmp_path, name, apart, shift=None):
+    """The fixture run with every ok configuration in 2 processes: process 1's times `apart[framework]` x
+    process 0's, and every time of framework f scaled by `shift[f]` (one process per config to begin with)."""
+    out = tmp_path / name
+    shutil.copytree(FIXTURE, out)
+    lines = []
+    for line in (out / "cases.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["status"] != "ok" or r["case"]["process"] != 0:
+            continue
+        fw = r["case"]["framework"]
+        r["samples_s"] = [t * (shift or {}).get(fw, 1.0) for t in r["samples_s"]]
+        second = json.loads(json.dumps(r))
+        second["case"]["process"], second["case_id"] = 1, r["config_id"] + "-p1"
+        second["samples_s"] = [t * apart.get(fw, 1.0) for t in r["samples_s"]]
+        lines += [json.dumps(r), json.dumps(second)]
+    (out / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def test_process_spread_pooled_over_both_runs_keeps_a_lucky_pair_from_being_called_different(tmp_path):
+    """jax's two processes agree exactly in both runs, and B's jax is 12% faster. Alone, its CIs are a single
+    process's and the shift looks significant; beside torch and tensorflow, whose processes are 25% apart in
+    both runs, the pooled spread says a 12% shift is within what a rerun gives."""
+    quiet = {"jax": 1.0, "torch": 1.0, "tensorflow": 1.0}
+    a, b = two_processes(tmp_path, "a", quiet), two_processes(tmp_path, "b", quiet, shift={"jax": 1 / 1.12})
+    jax_only = {d.label: d.comparison for d in compare_runs(a, b).diffs if d.label.startswith("jax ")}
+    assert all(c.significant and c.label() == "1.12x faster" for c in jax_only.values())
+    spread = {"jax": 1.0, "torch": 1.25, "tensorflow": 0.8}
+    a, b = two_processes(tmp_path, "a2", spread), two_processes(tmp_path, "b2", spread, shift={"jax": 1 / 1.12})
+    rc = compare_runs(a, b)
+    assert rc.spreads["cpu"] > 0.1 and not any(d.comparison.significant for d in rc.diffs)
+    assert "Process-to-process spread, pooled over every configuration of both runs: " in compare(a, b)[0]

@@ -144,7 +144,7 @@ def test_a_verdict_built_on_contended_cases_says_so():
     from harness.report.build import warning_lists
     from harness.report.verdict import verdict
 
-    note = "contended: other processes used up to 50% of the pinned CPUs in 3 of 10 samples (left out and measured again)"
+    note = "contended: other processes used up to 50% of the pinned CPUs in 10 of 10 samples; no clean sample was left, so these are reported"
     records = [dataclasses.replace(r, warnings=r.warnings + (note,)) if r.ok and r.case.framework == "torch" else r
                for r in RunDir(FIXTURE).records()]
     groups = collect_groups(records)

@@ -54,6 +54,6 @@ def test_report_html_in_headless_chromium(tmp_path):
     m = re.search(r'<pre id="xfbench-probe">(.*?)</pre>', p.stdout, re.S)
     assert m, f"no probe result; exit {p.returncode}, stderr tail: {p.stderr[-2000:]}"
     probe = json.loads(m.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
-    assert probe["images"] == 6 and probe["loaded"] == 6, probe
+    assert probe["images"] == 7 and probe["loaded"] == 7, probe  # the heat map and six plots
     assert probe["verdict_visible"] and probe["verdict_rows"] == 4, probe  # header + jax, torch, tensorflow
     assert probe["network"] == [], probe

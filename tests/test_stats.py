@@ -71,3 +71,49 @@ def test_relative_to_best_resamples_processes_first():
     assert by_process["a"].geomean == pooled["a"].geomean  # the point estimate pools the samples
     # Pooled, a's fast process outvotes the slow one and a always looks best; by process, it often is not.
     assert by_process["a"].ci_low < 0.95 < pooled["a"].ci_low
+
+
+def _process(median, n, rng, noise=0.01):
+    return list(median * (1 + noise * rng.standard_normal(n)))
+
+
+def test_process_spread_pools_the_log_spread_of_process_medians_over_configurations():
+    from harness.analysis.stats import process_spread
+
+    # Process medians 10% apart in every configuration, whatever its speed: log(1.1) / sqrt(2) each.
+    configs = [[[m] * 5, [m * 1.1] * 5] for m in (0.001, 0.01, 0.5)]
+    assert process_spread(configs) == pytest.approx(math.log(1.1) / math.sqrt(2))
+    assert process_spread(configs + [[[0.2] * 7]]) == process_spread(configs)  # one process: no information
+    assert process_spread([[[0.2] * 7]]) is None
+
+
+def test_two_processes_that_agree_by_chance_get_the_runs_spread_as_their_floor():
+    """Configurations of one run whose processes differ by 10-30% give a pooled spread; a configuration whose
+    own two processes happened to agree gets a CI as wide as that spread allows, not a 1-degree-of-freedom one."""
+    from harness.analysis.stats import floor_ci, median_floor, process_spread
+
+    rng = np.random.default_rng(3)
+    spread_configs = [[_process(m, 10, rng), _process(m * f, 10, rng)] for m, f in ((0.01, 1.3), (0.02, 1.1),
+                                                                                    (0.05, 1.2), (0.03, 0.85))]
+    lucky = [_process(0.01, 10, rng), _process(0.01, 10, rng)]
+    spread = process_spread(spread_configs + [lucky])
+    own = summarize(lucky[0] + lucky[1], lucky)
+    floored = summarize(lucky[0] + lucky[1], lucky, median_floor(spread, 2))
+    assert floored.median == own.median and floored.ci_low < own.ci_low and floored.ci_high > own.ci_high
+    z = 1.959963984540054
+    assert floored.ci_high / floored.median == pytest.approx(math.exp(z * spread / math.sqrt(2)))
+    wide = (own.median * 0.5, own.median * 2)
+    assert floor_ci(own.median, wide, median_floor(spread, 2)) == wide  # never narrower than its own
+    assert floor_ci(own.median, (1.0, 1.0), None) == (1.0, 1.0)
+
+
+def test_a_floor_widens_the_verdicts_draws_too():
+    from harness.analysis.significance import relative_to_best
+
+    rng = np.random.default_rng(4)
+    a = [_process(0.010, 30, rng), _process(0.010, 30, rng)]
+    b = [_process(0.011, 30, rng), _process(0.011, 30, rng)]
+    plain = relative_to_best([{"a": a, "b": b}])
+    floored = relative_to_best([{"a": a, "b": b}], floors=[{"a": 0.1, "b": 0.1}])
+    assert floored["b"].geomean == plain["b"].geomean
+    assert floored["b"].ci_high - floored["b"].ci_low > 3 * (plain["b"].ci_high - plain["b"].ci_low)

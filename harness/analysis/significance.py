@@ -3,7 +3,9 @@
 The rule, used by every report and by `bench compare`: two configurations differ only when BOTH
   1. a two-sided Mann-Whitney U test on their per-step times (each list pooled over the worker
      processes) rejects "same distribution" at the 5% level, and
-  2. the 95% bootstrap confidence intervals of their median step times do not overlap.
+  2. the 95% bootstrap confidence intervals of their median step times do not overlap (hierarchical over
+     processes, and never narrower than the run's pooled process-to-process spread allows:
+     `stats.process_spread`, `stats.floor_ci`).
 Otherwise they are "tied" / "not significant". Requiring both is deliberately conservative: the U test
 alone finds tiny, irrelevant shifts significant when there are thousands of samples, and the CI rule alone
 ignores how many samples back each interval. A difference is always written with its size,
@@ -18,7 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
-from .stats import hierarchical_medians, median_ci
+from .stats import hierarchical_medians, median_ci, widen_draws
 
 ALPHA = 0.05
 RESAMPLES = 1000  # bootstrap resamples for the relative geometric means
@@ -83,20 +85,25 @@ def _pooled(values: Observations) -> np.ndarray:
     return np.concatenate([np.asarray(g, dtype=np.float64) for g in _groups(values)])
 
 
-def _boot_medians(values: Observations, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """Bootstrap medians; observations given per process are resampled by process first (hierarchical)."""
+def _boot_medians(values: Observations, rng: np.random.Generator, resamples: int,
+                  floor: float | None = None) -> np.ndarray:
+    """Bootstrap medians; observations given per process are resampled by process first (hierarchical);
+    with `floor` (stats.median_floor), their log-SD is raised to it where lower (stats.widen_draws)."""
     groups = _groups(values)
     if len(groups) > 1:
-        return hierarchical_medians(groups, rng, resamples)
+        return widen_draws(hierarchical_medians(groups, rng, resamples), floor, rng)
     data = np.asarray(groups[0], dtype=np.float64)
     if data.size == 1:
-        return np.full(resamples, data[0])
+        return widen_draws(np.full(resamples, data[0]), floor, rng)
     idx = rng.integers(0, data.size, size=(resamples, data.size))
-    return np.median(data[idx], axis=1)
+    return widen_draws(np.median(data[idx], axis=1), floor, rng)
+
+
+Floors = Sequence[Mapping[str, "float | None"]]  # per case, framework -> stats.median_floor (or absent)
 
 
 def relative_to_best(cases: Sequence[Mapping[str, Observations]], resamples: int = RESAMPLES,
-                     seed: int = SEED, confidence: float = 0.95) -> dict[str, Score]:
+                     seed: int = SEED, confidence: float = 0.95, floors: Floors | None = None) -> dict[str, Score]:
     """Geometric mean over cases of (best median / own median), lower-is-better observations.
 
     Each case maps framework -> observations of a lower-is-better quantity (per-step seconds, first-step
@@ -104,17 +111,18 @@ def relative_to_best(cases: Sequence[Mapping[str, Observations]], resamples: int
     observations within each configuration (by worker process first, where they are given per process)
     and the set of cases a framework ran, so it reflects measurement noise, process-to-process spread and
     how much the answer depends on the job. Seeded: the same input gives the same output. A framework is
-    scored over the cases it ran.
+    scored over the cases it ran. `floors[i][fw]`: the least log-SD of that configuration's median.
     """
     rng = np.random.default_rng(seed)
     point: dict[str, list[float]] = {}
     boot: dict[str, list[np.ndarray]] = {}
-    for case in cases:
+    for i, case in enumerate(cases):
         if len(case) < 2:
             continue
         fws = sorted(case)
         med = {fw: float(np.median(_pooled(case[fw]))) for fw in fws}
-        draws = {fw: _boot_medians(case[fw], rng, resamples) for fw in fws}
+        floor = floors[i] if floors else {}
+        draws = {fw: _boot_medians(case[fw], rng, resamples, floor.get(fw)) for fw in fws}
         best_point = min(med.values())
         best_draw = np.min(np.stack([draws[fw] for fw in fws]), axis=0)
         for fw in fws:
@@ -145,17 +153,20 @@ def clear_winner(scores: Mapping[str, Score]) -> tuple[str | None, list[str]]:
 
 
 def geomean_speedup(pairs: Sequence[tuple[Observations, Observations]], resamples: int = RESAMPLES,
-                    seed: int = SEED, confidence: float = 0.95) -> tuple[float, float, float]:
+                    seed: int = SEED, confidence: float = 0.95,
+                    floors: Sequence[tuple[float | None, float | None]] | None = None) -> tuple[float, float, float]:
     """Geometric mean over pairs of (median a / median b) per-step times, with a seeded bootstrap CI.
 
-    Resamples both the samples within each configuration and the set of pairs, like `relative_to_best`.
+    Resamples both the samples within each configuration and the set of pairs, like `relative_to_best`;
+    `floors[i]`: the least log-SDs of pair i's two medians.
     """
     if not pairs:
         return math.nan, math.nan, math.nan
     rng = np.random.default_rng(seed)
     point = [float(np.median(_pooled(a))) / float(np.median(_pooled(b))) for a, b in pairs]
-    logs = np.log(np.stack([_boot_medians(a, rng, resamples) / _boot_medians(b, rng, resamples)
-                            for a, b in pairs], axis=1))  # (resamples, pairs)
+    floors = floors or [(None, None)] * len(pairs)
+    logs = np.log(np.stack([_boot_medians(a, rng, resamples, fa) / _boot_medians(b, rng, resamples, fb)
+                            for (a, b), (fa, fb) in zip(pairs, floors)], axis=1))  # (resamples, pairs)
     pick = rng.integers(0, logs.shape[1], size=logs.shape)
     means = np.exp(np.take_along_axis(logs, pick, axis=1).mean(axis=1))
     tail = (1 - confidence) / 2 * 100

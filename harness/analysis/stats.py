@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from statistics import NormalDist
+from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -69,6 +70,47 @@ def grouped_median_ci(groups: Sequence[Sequence[float]], confidence: float = CON
     return float(lo), float(hi)
 
 
+def process_spread(configs: Iterable[Sequence[Sequence[float]]]) -> float | None:
+    """The pooled process-to-process spread: SD of log(process median) around its configuration's mean.
+
+    `configs`: per configuration, its samples split by worker process. Pooled as in a one-way ANOVA
+    (sum of squares over the degrees of freedom, configurations with >= 2 processes only); None when
+    no configuration has two. With 2 processes a configuration's own spread rests on one degree of
+    freedom, so two processes that agree by chance would give a CI far too narrow; pooled over every
+    configuration of a run (24 in the quick suite) it is a stable estimate, the floor of `floor_ci`.
+    """
+    ss, df = 0.0, 0
+    for groups in configs:
+        logs = [math.log(float(np.median(g))) for g in groups if len(g)]
+        if len(logs) >= 2:
+            mean = sum(logs) / len(logs)
+            ss += sum((x - mean) ** 2 for x in logs)
+            df += len(logs) - 1
+    return math.sqrt(ss / df) if df else None
+
+
+def median_floor(spread: float | None, processes: int) -> float | None:
+    """The least SD of log(median) of a configuration measured in `processes` processes, given the spread."""
+    return spread / math.sqrt(max(processes, 1)) if spread is not None else None
+
+
+def floor_ci(median: float, ci: tuple[float, float], floor: float | None,
+             confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """`ci` widened, where narrower, to the normal interval median * exp(+-z * floor) (log scale)."""
+    if floor is None or not median > 0:
+        return ci
+    f = math.exp(NormalDist().inv_cdf(0.5 + confidence / 2) * floor)
+    return min(ci[0], median / f), max(ci[1], median * f)
+
+
+def widen_draws(draws: np.ndarray, floor: float | None, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap draws of a median with their log-variance raised to `floor`**2 where it is lower."""
+    if floor is None or draws.size < 2 or np.any(draws <= 0):
+        return draws
+    missing = floor ** 2 - float(np.log(draws).var())
+    return draws * np.exp(rng.normal(0.0, math.sqrt(missing), draws.size)) if missing > 0 else draws
+
+
 def ci_half_width_share(values: list[float]) -> float:
     """Half the CI width of the median relative to the median (the stopping rule's quantity)."""
     lo, hi = median_ci(values)
@@ -93,9 +135,11 @@ class Summary:
         return dict(self.__dict__)
 
 
-def summarize(values: list[float], groups: Sequence[Sequence[float]] | None = None) -> Summary:
+def summarize(values: list[float], groups: Sequence[Sequence[float]] | None = None,
+              floor: float | None = None) -> Summary:
     """Statistics of the pooled `values`; with `groups` (the same samples, one list per worker process) the
-    CI of the median is the hierarchical bootstrap's, so it covers process-to-process spread."""
+    CI of the median is the hierarchical bootstrap's, so it covers process-to-process spread; with `floor`
+    (`median_floor` of the run's pooled spread) it is never narrower than that spread allows."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
         raise ValueError("no samples to summarize")
@@ -103,6 +147,7 @@ def summarize(values: list[float], groups: Sequence[Sequence[float]] | None = No
     mean = float(data.mean())
     std = float(data.std(ddof=1)) if data.size > 1 else 0.0
     lo, hi = grouped_median_ci(groups) if groups is not None and len(groups) > 1 else median_ci(values)
+    lo, hi = floor_ci(float(np.median(data)), (lo, hi), floor)
     return Summary(n=int(data.size), median=float(np.median(data)), mean=mean, std=std,
                    min=float(data.min()), max=float(data.max()), iqr=float(q3 - q1),
                    ci_low=lo, ci_high=hi, cv=std / mean if mean > 0 else math.nan)

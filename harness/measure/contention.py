@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Any, Callable
 
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system [idle iowait] irq softirq steal
 
@@ -98,3 +98,20 @@ def busy_machine_warning(threads: int, busy: float | None, load_average: float |
     return (f"busy machine: other processes keep about {busy:.1f} of the {allowed} CPUs busy"
             + (f" (load average {load_average:.2f})" if load_average is not None else "")
             + f", and cases pin {threads} thread(s): expect contended samples; a quiet machine gives steadier numbers")
+
+
+def contention_warning(m: Any) -> str | None:
+    """The record's line about contended samples of a measurement (timing.Measurement); None without any.
+
+    "contended: ..." when contended samples are in the statistics (no clean one was left): the number is
+    not the framework's alone, and the report, heat map and verdict say so. "re-measured: ..." when
+    every contended sample was left out and replaced: the number stands, the line only says it happened.
+    """
+    if not m.contended_s:
+        return None
+    worst, k = max(m.contended_shares), len(m.contended_s)
+    if m.contended_kept:
+        return (f"contended: other processes used up to {worst:.0%} of the pinned CPUs in {k} of {k} samples; "
+                "no clean sample was left, so these are reported")
+    return (f"re-measured: other processes used up to {worst:.0%} of the pinned CPUs in {k} sample(s), left out "
+            f"and measured again ({len(m.samples_s)} clean samples kept)")

@@ -71,13 +71,8 @@ def _rate(amount: float, s: Any) -> tuple[float, list[float]]:
 
 
 def _warnings(what: str, s: Any, m: Any) -> list[str]:
-    out = []
-    if m.contended_s:
-        total = len(m.contended_s) + (0 if m.contended_kept else len(m.samples_s))
-        out.append(f"{what}: contended: other processes used up to {max(m.contended_shares):.0%} of the pinned "
-                   f"CPUs in {len(m.contended_s)} of {total} samples"
-                   + ("; no clean sample was left, so these are reported" if m.contended_kept
-                      else " (left out and measured again)"))
+    from .contention import contention_warning
+    out = [f"{what}: {w}" for w in [contention_warning(m)] if w]
     if s.cv > CV_WARN:
         out.append(f"{what}: unstable: coefficient of variation {s.cv:.1%} > {CV_WARN:.0%}")
     return out

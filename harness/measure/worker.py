@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ..case import Case
 from ..records import Metrics, Record
 from ..results import write_json_atomic
-from .contention import ContentionMeter
+from .contention import ContentionMeter, contention_warning
 from .gpu_contention import gpu_busy_warning, other_gpu_processes
 from .process import die_with_parent, pin_threads
 
@@ -120,16 +120,10 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str,
     if spec.seq_len:
         out["tokens_per_s"] = out["samples_per_s"] * spec.seq_len
         out["tokens_per_s_ci"] = [v * spec.seq_len for v in out["samples_per_s_ci"]]
-    warnings = []
+    warnings = [w for w in [contention_warning(m)] if w]
     if m.contended_s:
-        worst = max(m.contended_shares)
-        total = len(m.contended_s) + (0 if m.contended_kept else len(m.samples_s))
-        warnings.append(f"contended: other processes used up to {worst:.0%} of the pinned CPUs in "
-                        f"{len(m.contended_s)} of {total} samples"
-                        + ("; no clean sample was left, so these are reported" if m.contended_kept
-                           else " (left out and measured again)"))
         out["contended_samples"] = len(m.contended_s)
-        out["contended_share_max"] = worst
+        out["contended_share_max"] = max(m.contended_shares)
     if s.cv > CV_WARN:
         warnings.append(f"unstable: coefficient of variation {s.cv:.1%} > {CV_WARN:.0%}")
     if s.n < case.measure.min_samples:

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..analysis.stats import summarize
+from ..analysis.stats import median_floor, process_spread, summarize
 from ..measure.peak import read_peaks
 from ..models import MODELS
 from ..records import Record
@@ -89,11 +89,12 @@ def _validated(rec: Record) -> str:
     return str(v["status"]) + (f" (vs {v['against']})" if v.get("against") else "")
 
 
-def _config(recs: list[Record]) -> Config:
+def _config(recs: list[Record], spread: float | None = None) -> Config:
     case = recs[0].case
     times = tuple(t for r in recs for t in r.samples_s)
     per_process = tuple(tuple(r.samples_s) for r in recs if r.samples_s)
-    s = summarize(list(times), per_process)  # several processes: a hierarchical CI
+    floor = median_floor(spread, len(per_process))
+    s = summarize(list(times), per_process, floor)  # several processes: a hierarchical CI, floored
     step, setup, whole_run = [], [], False
     for r in recs:
         m, gpu = r.metrics, case.device != "cpu"
@@ -116,7 +117,17 @@ def _config(recs: list[Record]) -> Config:
         cpu_utilisation=sum(cpu) / len(cpu) if cpu else None, processes=len(recs),
         warnings=tuple(dict.fromkeys(w for r in recs for w in r.warnings)),
         validated=next((_validated(r) for r in recs if _validated(r) != "not validated"), "not validated"),
-        manifest=recs[0].manifest)
+        manifest=recs[0].manifest, median_floor=floor)
+
+
+def run_spreads(records: list[Record]) -> dict[str, float]:
+    """Device -> the pooled process-to-process spread of the run's ok configurations on it (stats.process_spread)."""
+    by_device: dict[str, dict[str, list[tuple[float, ...]]]] = {}
+    for r in records:
+        if r.ok and r.samples_s:
+            by_device.setdefault(r.case.device, {}).setdefault(r.config_id, []).append(tuple(r.samples_s))
+    spreads = {device: process_spread(configs.values()) for device, configs in by_device.items()}
+    return {device: s for device, s in spreads.items() if s is not None}
 
 
 def collect_groups(records: list[Record]) -> list[Group]:
@@ -125,10 +136,11 @@ def collect_groups(records: list[Record]) -> list[Group]:
     for r in records:
         if r.ok:
             configs.setdefault(r.config_id, []).append(r)
+    spreads = run_spreads(records)
     groups: dict[tuple, Group] = {}
     for recs in configs.values():
         key = group_key(recs[0].case)
-        groups.setdefault(key, Group(*key)).configs.append(_config(recs))
+        groups.setdefault(key, Group(*key)).configs.append(_config(recs, spreads.get(recs[0].case.device)))
     for g in groups.values():
         g.configs.sort(key=lambda x: (x.batch_size, -x.samples_per_s, x.framework))
     return [groups[k] for k in sorted(groups)]
@@ -221,12 +233,13 @@ def settings_table(groups: list[Group]) -> pd.DataFrame:
 def warning_lists(groups: list[Group]) -> list[tuple[str, list[str]]]:
     """(heading, items) for unstable cases, thread-cap violations and other warnings."""
     contended = "Contended: other processes used the worker's CPUs or GPU"
+    remeasured = "Re-measured: samples that other processes slowed, left out and replaced (the numbers stand)"
     buckets: dict[str, list[str]] = {contended: [], "Unstable measurements": [], "CPU use far from the thread cap": [],
-                                     "Other warnings": []}
+                                     remeasured: [], "Other warnings": []}
     for g in groups:
         for c in g.configs:
             for w in c.warnings:
-                where = (contended if w.startswith(CONTENDED_PREFIX) else
+                where = (contended if w.startswith(CONTENDED_PREFIX) else remeasured if w.startswith("re-measured") else
                          "Unstable measurements" if w.startswith(UNSTABLE_PREFIXES) else
                          "CPU use far from the thread cap" if w.startswith(CPU_CAP_PREFIXES) else "Other warnings")
                 buckets[where].append(f"{c.framework} {g.model} {g.mode} b={c.batch_size} {g.device}: {w}")
@@ -287,12 +300,18 @@ def build_report(run: RunDir) -> Report:
         table = with_share_of_peak(group_table(g), g, peaks) if peaks else group_table(g)
         sections.append(Section(g.title, table, notes, plots.plot_paths(g)))
     notes = run.reading_notes() + peak_notes
+    spreads = run_spreads(records)
+    spread_text = ("the run's process-to-process spread (pooled over its configurations: "
+                   + ", ".join(f"{v:.1%} on {d}" for d, v in sorted(spreads.items()))
+                   + "; the SD of the log of a process's median step time)") if spreads else \
+        "the run's process-to-process spread (none measured: no configuration ran in two processes)"
     return Report(
         title=f"xfbench report: {meta.suite}", intro=intro, frameworks=_frameworks(records),
         verdict_method=v.method, verdict=v.table, answers=v.answers, settings=settings_table(groups),
         method=("samples/s is the median over all samples of all worker processes (each sample: k steps, then a "
                 "full device sync); its 95% CI is a percentile bootstrap of the median, hierarchical where a case "
-                "ran in several processes (processes resampled first, then samples within each). samples says how "
+                "ran in several processes (processes resampled first, then samples within each), and never narrower "
+                f"than {spread_text} allows. samples says how "
                 "many processes: with \"1 proc.\" the CI omits process-to-process variation. rel. speed is the "
                 "throughput over the fastest framework's at the same batch size; \"vs fastest\" says \"tied\" "
                 "unless a Mann-Whitney U test on the per-step times gives p < 0.05 and the 95% CIs of the "

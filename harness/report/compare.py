@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..analysis.significance import Comparison, compare_times, geomean_speedup
-from ..analysis.stats import grouped_median_ci
+from ..analysis.stats import floor_ci, grouped_median_ci, median_floor, process_spread
 from ..errors import XfbenchError
 from ..records import Record
 from ..results import RunDir
@@ -37,6 +38,7 @@ class CaseDiff:
     comparison: Comparison  # B against A
     a_groups: tuple[tuple[float, ...], ...]  # the times split by worker process
     b_groups: tuple[tuple[float, ...], ...]
+    floors: tuple[float | None, float | None] = (None, None)  # stats.median_floor of A's and B's median
 
     @property
     def slowdown_pct(self) -> float:
@@ -52,6 +54,7 @@ class RunComparison:
     only_a: list[str]
     only_b: list[str]
     notes: list[str] = field(default_factory=list)  # lines of either run that were skipped
+    spreads: dict[str, float | None] = field(default_factory=dict)  # device -> pooled process spread
 
     def regressions(self, pct: float) -> list[CaseDiff]:
         """Significant slowdowns of more than `pct` percent."""
@@ -78,21 +81,32 @@ def compare_runs(run_a: Path, run_b: Path) -> RunComparison:
     a, b = RunDir(Path(run_a)), RunDir(Path(run_b))
     a.meta(), b.meta()  # refuse anything that is not a run directory
     pa, pb = _pooled(a), _pooled(b)
+    # The process-to-process spread per device, pooled over every configuration of both runs
+    # (stats.process_spread): no CI is narrower than it allows, however closely a configuration's own
+    # two processes agreed.
+    spreads = {}
+    for key in pa.keys() | pb.keys():
+        spreads.setdefault(json.loads(key)["device"], []).extend(p[key][2] for p in (pa, pb) if key in p)
+    spread = {device: process_spread(groups) for device, groups in spreads.items()}
     diffs = []
     for key in sorted(pa.keys() & pb.keys(), key=lambda k: pa[k][0]):
         label, batch, ga = pa[key]
         gb = pb[key][2]
+        device_spread = spread[json.loads(key)["device"]]
         ta, tb = tuple(t for g in ga for t in g), tuple(t for g in gb for t in g)
         # Several processes: the CIs resample processes first, so process-to-process spread counts.
-        comparison = compare_times(ta, tb, ci_a=grouped_median_ci(ga), ci_b=grouped_median_ci(gb))
+        floors = median_floor(device_spread, len(ga)), median_floor(device_spread, len(gb))
+        ci_a = floor_ci(float(np.median(ta)), grouped_median_ci(ga), floors[0])
+        ci_b = floor_ci(float(np.median(tb)), grouped_median_ci(gb), floors[1])
+        comparison = compare_times(ta, tb, ci_a=ci_a, ci_b=ci_b)
         diffs.append(CaseDiff(label, batch / float(pd.Series(ta).median()), batch / float(pd.Series(tb).median()),
-                              ta, tb, comparison, ga, gb))
+                              ta, tb, comparison, ga, gb, floors))
     if not diffs:
         raise CompareError(f"no configuration was measured in both {a.path} and {b.path}; "
                            "compare runs of the same suite")
     notes = [f"{name}: {n}" for name, run in (("A", a), ("B", b)) for n in run.reading_notes()]
     return RunComparison(str(a.path), str(b.path), diffs, sorted(pa[k][0] for k in pa.keys() - pb.keys()),
-                         sorted(pb[k][0] for k in pb.keys() - pa.keys()), notes)
+                         sorted(pb[k][0] for k in pb.keys() - pa.keys()), notes, spread)
 
 
 def _when(run: str) -> str:
@@ -108,11 +122,15 @@ def render_comparison(rc: RunComparison, fail_above: float | None = None) -> str
     lines += md_table(pd.DataFrame(rows), right={"A samples/s", "B samples/s", "p"})
     faster = sum(d.comparison.significant and d.comparison.speedup >= 1 for d in rc.diffs)
     slower = sum(d.comparison.significant and d.comparison.speedup < 1 for d in rc.diffs)
-    geo, lo, hi = geomean_speedup([(d.a_groups, d.b_groups) for d in rc.diffs])
+    geo, lo, hi = geomean_speedup([(d.a_groups, d.b_groups) for d in rc.diffs], floors=[d.floors for d in rc.diffs])
     lines += ["", f"{len(rc.diffs)} configurations in both runs: {faster} faster in B, {slower} slower in B, "
               f"{len(rc.diffs) - faster - slower} not significant (Mann-Whitney U p < 0.05 and non-overlapping "
               f"95% CIs of the medians). Geometric mean speed of B relative to A: {geo:.2f}x "
               f"(95% CI {lo:.2f}–{hi:.2f})."]
+    spreads = [f"{s:.1%} ({device})" for device, s in sorted(rc.spreads.items()) if s is not None]
+    if spreads:
+        lines.append("Process-to-process spread, pooled over every configuration of both runs: " + ", ".join(spreads)
+                     + " (SD of the log of a process's median step time); no CI is narrower than it allows.")
     for name, only in (("A", rc.only_a), ("B", rc.only_b)):
         if only:
             lines.append(f"Only in {name} ({len(only)}): " + "; ".join(only) + ".")

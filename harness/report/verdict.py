@@ -77,13 +77,16 @@ def win_tie_loss(cases: Sequence[Comparable]) -> dict[str, list[int]]:
     return out
 
 
-def _scores(cases: Sequence[Comparable], observe: Callable[[Config], Sequence[float]]) -> dict[str, Score]:
-    data = []
+def _scores(cases: Sequence[Comparable], observe: Callable[[Config], Sequence[float]],
+            floored: bool = False) -> dict[str, Score]:
+    """`floored`: the observations are step times, whose medians' draws get the run's process-spread floor."""
+    data, floors = [], []
     for _, peers in cases:
         obs = {c.framework: observe(c) for c in peers if observe(c)}
         if len(obs) >= 2:
             data.append(obs)
-    return relative_to_best(data)
+            floors.append({c.framework: c.median_floor for c in peers} if floored else {})
+    return relative_to_best(data, floors=floors)
 
 
 def _fmt(fw: str, s: Score) -> str:
@@ -117,7 +120,7 @@ def _times(c: Config) -> Sequence[Sequence[float]] | Sequence[float]:
 
 def verdict(groups: Sequence[Group]) -> Verdict:
     cases = comparable_cases(groups)
-    overall = _scores(cases, _times)
+    overall = _scores(cases, _times, floored=True)
     wtl = win_tie_loss(cases)
     rows = [{"framework": fw, "speed vs best": f"{s.geomean:.2f}", "95% CI": f"{s.ci_low:.2f}–{s.ci_high:.2f}",
              "cases": str(s.cases), "wins": str(wtl[fw][0]), "ties": str(wtl[fw][1]), "losses": str(wtl[fw][2])}
@@ -126,8 +129,8 @@ def verdict(groups: Sequence[Group]) -> Verdict:
     infer = [(g, p) for g, p in cases if g.mode == "infer"]
     answers = [
         ("Fastest overall", answer(overall)),
-        ("Fastest training", answer(_scores([(g, p) for g, p in cases if g.mode == "train"], _times))),
-        ("Fastest inference at small batch", answer(_scores(_small_batch(infer), _times))),
+        ("Fastest training", answer(_scores([(g, p) for g, p in cases if g.mode == "train"], _times, floored=True))),
+        ("Fastest inference at small batch", answer(_scores(_small_batch(infer), _times, floored=True))),
         ("Fastest start-up", answer(_scores(cases, lambda c: c.first_step_s))),
         ("Least memory", answer(_scores(cases, lambda c: c.memory_bytes))),
     ]
@@ -135,7 +138,7 @@ def verdict(groups: Sequence[Group]) -> Verdict:
                  if any(w.startswith(CONTENDED_PREFIX) for w in c.warnings)]
     if contended:  # the answers above rest on them: say so where the answers are read
         answers.append(("Measured under contention", f"{len(contended)} of {sum(len(p) for _, p in cases)} "
-                        "measurements ran while other processes used the worker's CPUs or GPU (see Warnings: contended "
-                        "CPU samples are left out and measured again, or reported when no clean sample was left): "
+                        "measurements ran while other processes used the worker's CPUs or GPU, and no clean samples "
+                        "could replace theirs (see Warnings): "
                         f"{', '.join(contended)}. Rerun on a quiet machine before relying on these answers."))
     return Verdict(METHOD, table, answers)
