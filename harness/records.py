@@ -92,6 +92,7 @@ class Metrics:
     step_peak_device_memory_bytes: int | None = None
     contended_samples: int | None = None  # samples left out because other processes used the pinned CPUs
     contended_share_max: float | None = None
+    contended_share_kept: float | None = None  # others' share over the kept samples together (CPU)
     extra: dict[str, Any] = field(default_factory=dict)  # metrics this version does not know, kept as written
 
     def to_json(self) -> dict[str, Any]:
@@ -117,7 +118,7 @@ _METRIC_KINDS = {
     "achieved_flops_per_s": "num", "cpu_utilisation": "num", "parameters": "int",
     "peak_host_rss_bytes": "int", "peak_device_memory_bytes": "int", "setup_peak_host_rss_bytes": "int",
     "step_peak_host_rss_bytes": "int", "setup_peak_device_memory_bytes": "int", "step_peak_device_memory_bytes": "int",
-    "contended_samples": "int", "contended_share_max": "num",
+    "contended_samples": "int", "contended_share_max": "num", "contended_share_kept": "num",
 }
 _OK_METRICS = ("samples_per_s", "samples_per_s_ci", "step_s", "first_step_s", "setup_s", "parameters")
 

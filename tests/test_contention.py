@@ -120,3 +120,39 @@ def test_a_busy_machine_gets_one_line_before_the_run_and_a_quiet_one_none():
     assert line.startswith("busy machine: other processes keep about 1.0 of the") and "\n" not in line
     assert f"cases pin {cpus} thread(s)" in line and "(load average 1.20)" in line
     assert busy_machine_warning(cpus, busy=None) is None and busy_machine_warning(0, busy=5.0) is None
+
+
+def test_samples_too_short_to_show_contention_alone_add_up_to_it():
+    """15% of the CPUs taken throughout, in samples of 20 ticks: each, less its forgiven tick per CPU, shows 5%
+    (clean), but together they show 13%: the case is contended, and says why."""
+    from harness.measure.contention import contention_warnings
+
+    fake = FakeMachine([0.15] * 40)
+    meter = ContentionMeter(fake.time_steps, [0, 1], read_stat=fake.read_stat, own_cpu_s=fake.own_cpu_s,
+                            ticks_per_s=100)
+    cfg = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.05, min_samples=5, max_time_s=100.0,
+                        target_ci=1.0)
+    m = measure(meter, cfg, contention=meter.sample_share)
+    assert not m.contended_s and len(m.samples_s) == 5 and len(meter.samples) == 5
+    kept = meter.kept_share(cfg.contention_share)
+    assert kept == pytest.approx((5 * 3 - 2) / (5 * 20))
+    (warning,) = contention_warnings(m, kept, cfg.contention_share)
+    assert warning.startswith("contended: other processes used 13% of the pinned CPUs over the 5 kept samples")
+    quiet = FakeMachine([0.05] * 40)
+    meter = ContentionMeter(quiet.time_steps, [0, 1], read_stat=quiet.read_stat, own_cpu_s=quiet.own_cpu_s,
+                            ticks_per_s=100)
+    m = measure(meter, cfg, contention=meter.sample_share)
+    assert contention_warnings(m, meter.kept_share(cfg.contention_share), cfg.contention_share) == []
+
+
+def test_replaced_samples_are_re_measured_not_contended():
+    from harness.measure.contention import contention_warnings
+
+    fake = FakeMachine([0.0] * 6 + [0.5, 0.5] + [0.0] * 10)
+    meter = ContentionMeter(fake.time_steps, [0, 1], read_stat=fake.read_stat, own_cpu_s=fake.own_cpu_s,
+                            ticks_per_s=100)
+    cfg = MeasureConfig(warmup_steps=2, warmup_s=0.0, min_sample_s=0.05, min_samples=5, max_time_s=100.0,
+                        target_ci=1.0)
+    m = measure(meter, cfg, contention=meter.sample_share)
+    (note,) = contention_warnings(m, meter.kept_share(cfg.contention_share), cfg.contention_share)
+    assert note.startswith("re-measured: other processes used up to 40% of the pinned CPUs in 2 sample(s)")

@@ -53,6 +53,8 @@ class ContentionMeter:
         self.inner, self.cpus, self.read_stat, self.own_cpu_s = time_steps, list(cpus), read_stat, own_cpu_s
         self.hz = ticks_per_s or _ticks_per_s()
         self.last_share: float | None = None
+        self.last_raw: tuple[float, float] | None = None  # (others' ticks, capacity in ticks) of the last call
+        self.samples: list[tuple[tuple[float, float] | None, float | None]] = []  # (raw, share) per sample
 
     def _busy(self) -> int | None:
         stat = self.read_stat()
@@ -62,11 +64,31 @@ class ContentionMeter:
         b0, c0 = self._busy(), self.own_cpu_s()
         t = self.inner(k)
         b1, c1 = self._busy(), self.own_cpu_s()
-        self.last_share = None
+        self.last_share = self.last_raw = None
         if b0 is not None and b1 is not None and t > 0:
-            others_ticks = (b1 - b0) - (c1 - c0) * self.hz - len(self.cpus)  # one tick per CPU of rounding
-            self.last_share = max(0.0, others_ticks / (t * self.hz * len(self.cpus)))
+            others, capacity = (b1 - b0) - (c1 - c0) * self.hz, t * self.hz * len(self.cpus)
+            self.last_raw = (others, capacity)
+            self.last_share = max(0.0, (others - len(self.cpus)) / capacity)  # one tick per CPU of rounding
         return t
+
+    def sample_share(self) -> float | None:
+        """`timing.measure`'s `contention` callback: the last call was a sample; its share, kept for `kept_share`."""
+        self.samples.append((self.last_raw, self.last_share))
+        return self.last_share
+
+    def kept_share(self, threshold: float, all_kept: bool = False) -> float | None:
+        """The share others took over all the samples kept as clean (all of them with `all_kept`), together.
+
+        A sample of a few ticks cannot show moderate contention alone (one tick per CPU is forgiven), but
+        summed over every kept sample the ticks can: with a busy loop on one of 2 CPUs, 30 ms samples of
+        torch looked clean one by one while the loop took a quarter of the CPUs throughout.
+        """
+        kept = [raw for raw, share in self.samples
+                if raw is not None and (all_kept or share is None or share <= threshold)]
+        capacity = sum(c for _, c in kept)
+        if not kept or capacity <= 0:
+            return None
+        return max(0.0, (sum(o for o, _ in kept) - len(self.cpus)) / capacity)
 
 
 def busy_cpus_now(window_s: float = 0.5, cpus: list[int] | None = None) -> float | None:
@@ -100,18 +122,23 @@ def busy_machine_warning(threads: int, busy: float | None, load_average: float |
             + f", and cases pin {threads} thread(s): expect contended samples; a quiet machine gives steadier numbers")
 
 
-def contention_warning(m: Any) -> str | None:
-    """The record's line about contended samples of a measurement (timing.Measurement); None without any.
+def contention_warnings(m: Any, kept_share: float | None = None, threshold: float = 0.10) -> list[str]:
+    """The record's lines about contention in a measurement (timing.Measurement).
 
-    "contended: ..." when contended samples are in the statistics (no clean one was left): the number is
+    "contended: ..." when the statistics hold contended samples (no clean one was left), or when the kept
+    samples, each clean alone, add up to more than `threshold` of others' use (`kept_share`): the number is
     not the framework's alone, and the report, heat map and verdict say so. "re-measured: ..." when
-    every contended sample was left out and replaced: the number stands, the line only says it happened.
+    contended samples were left out and replaced by clean ones: the number stands, the line says it happened.
     """
-    if not m.contended_s:
-        return None
-    worst, k = max(m.contended_shares), len(m.contended_s)
+    out = []
+    k = len(m.contended_s)
     if m.contended_kept:
-        return (f"contended: other processes used up to {worst:.0%} of the pinned CPUs in {k} of {k} samples; "
-                "no clean sample was left, so these are reported")
-    return (f"re-measured: other processes used up to {worst:.0%} of the pinned CPUs in {k} sample(s), left out "
-            f"and measured again ({len(m.samples_s)} clean samples kept)")
+        return [f"contended: other processes used up to {max(m.contended_shares):.0%} of the pinned CPUs in {k} of "
+                f"{k} samples; no clean sample was left, so these are reported"]
+    if kept_share is not None and kept_share > threshold:
+        out.append(f"contended: other processes used {kept_share:.0%} of the pinned CPUs over the "
+                   f"{len(m.samples_s)} kept samples, too short one by one to show it (10 ms clock ticks)")
+    if k:
+        out.append(f"re-measured: other processes used up to {max(m.contended_shares):.0%} of the pinned CPUs in "
+                   f"{k} sample(s), left out and measured again ({len(m.samples_s)} clean samples kept)")
+    return out

@@ -71,8 +71,8 @@ def _rate(amount: float, s: Any) -> tuple[float, list[float]]:
 
 
 def _warnings(what: str, s: Any, m: Any) -> list[str]:
-    from .contention import contention_warning
-    out = [f"{what}: {w}" for w in [contention_warning(m)] if w]
+    from .contention import contention_warnings
+    out = [f"{what}: {w}" for w in contention_warnings(m)]
     if s.cv > CV_WARN:
         out.append(f"{what}: unstable: coefficient of variation {s.cv:.1%} > {CV_WARN:.0%}")
     return out

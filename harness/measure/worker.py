@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ..case import Case
 from ..records import Metrics, Record
 from ..results import write_json_atomic
-from .contention import ContentionMeter, contention_warning
+from .contention import ContentionMeter, contention_warnings
 from .gpu_contention import gpu_busy_warning, other_gpu_processes
 from .process import die_with_parent, pin_threads
 
@@ -99,7 +99,8 @@ class PeakMemory:
                 "setup_peak_device_memory_bytes": self.setup_device, "step_peak_device_memory_bytes": step_device}
 
 
-def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str, Any], list[str]]:
+def metrics_for(case: Case, spec, m, cpu_share: float | None,
+                kept_share: float | None = None) -> tuple[dict[str, Any], list[str]]:
     """Throughput, statistics, FLOP/s and stability warnings from one measurement."""
     from ..analysis.stats import summarize
     s = summarize(m.samples_s)
@@ -120,10 +121,12 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None) -> tuple[dict[str,
     if spec.seq_len:
         out["tokens_per_s"] = out["samples_per_s"] * spec.seq_len
         out["tokens_per_s_ci"] = [v * spec.seq_len for v in out["samples_per_s_ci"]]
-    warnings = [w for w in [contention_warning(m)] if w]
+    warnings = contention_warnings(m, kept_share, case.measure.contention_share)
     if m.contended_s:
         out["contended_samples"] = len(m.contended_s)
         out["contended_share_max"] = max(m.contended_shares)
+    if kept_share is not None:
+        out["contended_share_kept"] = kept_share
     if s.cv > CV_WARN:
         warnings.append(f"unstable: coefficient of variation {s.cv:.1%} > {CV_WARN:.0%}")
     if s.n < case.measure.min_samples:
@@ -203,10 +206,11 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
                 gpu_seen.extend(other_gpu_processes(0, holding_context=True) or [])
 
         m = measure(meter, case.measure, steady=end_setup,
-                    contention=(lambda: contention.last_share) if contention else None)
+                    contention=contention.sample_share if contention else None)
         if case.device == "cuda":
             gpu_seen.extend(other_gpu_processes(0, holding_context=True) or [])
-        metrics, warnings = metrics_for(case, spec, m, meter.share)
+        metrics, warnings = metrics_for(case, spec, m, meter.share, contention.kept_share(
+            case.measure.contention_share, m.contended_kept) if contention else None)
         gpu_warning = gpu_busy_warning(gpu_seen)
         if gpu_warning:
             warnings.insert(0, gpu_warning)
