@@ -3,28 +3,28 @@
 Each object below is registered in pyproject.toml under the entry-point group `xfbench.adapters`,
 exactly as a third-party adapter package would register its own.
 """
-from harness.adapter import AdapterInfo
+from xfbench.harness.adapter import AdapterInfo
 
 TORCH = AdapterInfo(
-    name="torch", framework="torch", target="adapters.torch_adapter:TorchAdapter",
+    name="torch", framework="torch", target="xfbench.adapters.torch_adapter:TorchAdapter",
     requires=("torch",), summary="PyTorch eager, native layers (nn.Conv2d, nn.LSTM, nn.GRU)")
 TORCH_COMPILE = AdapterInfo(
-    name="torch-compile", framework="torch", target="adapters.torch_adapter:TorchAdapter",
+    name="torch-compile", framework="torch", target="xfbench.adapters.torch_adapter:TorchAdapter",
     requires=("torch",), summary="PyTorch with torch.compile (inductor) on the model",
     options={"compile": True})
 TENSORFLOW = AdapterInfo(
-    name="tensorflow", framework="tensorflow", target="adapters.tensorflow_adapter:TensorFlowAdapter",
+    name="tensorflow", framework="tensorflow", target="xfbench.adapters.tensorflow_adapter:TensorFlowAdapter",
     requires=("tensorflow", "keras"), distributions=("tensorflow", "tensorflow-cpu", "keras"),
     summary="Keras 3 on TensorFlow, train and infer steps as tf.function")
 TENSORFLOW_XLA = AdapterInfo(
-    name="tensorflow-xla", framework="tensorflow", target="adapters.tensorflow_adapter:TensorFlowAdapter",
+    name="tensorflow-xla", framework="tensorflow", target="xfbench.adapters.tensorflow_adapter:TensorFlowAdapter",
     requires=("tensorflow", "keras"), distributions=("tensorflow", "tensorflow-cpu", "keras"),
     summary="Keras 3 on TensorFlow, steps as tf.function(jit_compile=True)", options={"jit_compile": True})
 JAX = AdapterInfo(
-    name="jax", framework="jax", target="adapters.jax_adapter:JaxAdapter",
+    name="jax", framework="jax", target="xfbench.adapters.jax_adapter:JaxAdapter",
     requires=("jax", "flax", "optax"), distributions=("jax", "jaxlib", "flax", "optax"),
     summary="Flax linen modules, Optax, train and infer steps each one jax.jit")
 NUMPY = AdapterInfo(
-    name="numpy", framework="numpy", target="adapters.numpy_adapter:NumpyAdapter",
+    name="numpy", framework="numpy", target="xfbench.adapters.numpy_adapter:NumpyAdapter",
     requires=("numpy",), summary="NumPy reference (inference only): the oracle of `bench validate`",
     reference=True)

@@ -20,10 +20,10 @@ except ImportError:  # pragma: no cover
     def _backend_started() -> bool:
         return True
 
-from harness.adapter import Adapter, PeakKernel, Unsupported
-from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent, feature_shapes
-from harness.optimizers import OptimizerSpec
-from harness.weights import check_weights
+from xfbench.harness.adapter import Adapter, PeakKernel, Unsupported
+from xfbench.harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent, feature_shapes
+from xfbench.harness.optimizers import OptimizerSpec
+from xfbench.harness.weights import check_weights
 
 _ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid}
 _PARAM_DTYPES = {"fp32": jnp.float32, "tf32": jnp.float32, "bf16": jnp.float32, "fp64": jnp.float64}
@@ -379,7 +379,7 @@ class JaxAdapter(Adapter):
         # The train step's own loss function, dropout off; the step check runs the timed step itself.
         return _to_canonical(self.spec, jax.device_get(self._gradients(self._loaded(), *batch)))
 
-    # ---- the roofline (harness.measure.peak) ----
+    # ---- the roofline (xfbench.harness.measure.peak) ----
     def _hold(self, out: jax.Array) -> None:
         """Keep the newest output for `sync`, after waiting for the one before (as `infer_step` does)."""
         if self._inflight is not None:

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from harness.adapter import Adapter, PeakKernel, Unsupported
-from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
-from harness.optimizers import OptimizerSpec
-from harness.weights import check_weights
+from xfbench.harness.adapter import Adapter, PeakKernel, Unsupported
+from xfbench.harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
+from xfbench.harness.optimizers import OptimizerSpec
+from xfbench.harness.weights import check_weights
 
 _DTYPES = {"fp32": np.float32, "fp64": np.float64}
 INFERENCE_ONLY = "the numpy reference adapter is inference-only"
@@ -157,7 +157,7 @@ class NumpyAdapter(Adapter):
     def sync(self) -> None:
         """Nothing to wait for: every NumPy call has finished when it returns."""
 
-    # The roofline (harness.measure.peak): the BLAS numpy links (OpenBLAS in the wheels) and a plain memcpy.
+    # The roofline (xfbench.harness.measure.peak): the BLAS numpy links (OpenBLAS in the wheels) and a plain memcpy.
     def peak_gemm(self, a: np.ndarray, b: np.ndarray) -> PeakKernel:
         a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
         out = np.empty((a.shape[0], b.shape[1]), np.float32)

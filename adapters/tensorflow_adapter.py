@@ -20,10 +20,10 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-from harness.adapter import Adapter, PeakKernel, Unsupported  # noqa: E402
-from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent  # noqa: E402
-from harness.optimizers import OptimizerSpec  # noqa: E402
-from harness.weights import check_weights  # noqa: E402
+from xfbench.harness.adapter import Adapter, PeakKernel, Unsupported  # noqa: E402
+from xfbench.harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent  # noqa: E402
+from xfbench.harness.optimizers import OptimizerSpec  # noqa: E402
+from xfbench.harness.weights import check_weights  # noqa: E402
 
 # precision -> (Keras dtype policy, floatx); floatx sets the dtype of the optimizer's learning-rate variable.
 _POLICIES = {"fp32": ("float32", "float32"), "tf32": ("float32", "float32"),
@@ -378,7 +378,7 @@ class TensorFlowAdapter(Adapter):
     def gradients(self, batch) -> dict[str, np.ndarray]:
         return self._to_canonical([g.numpy() for g in self._gradients_fn(*batch)])
 
-    # ---- the roofline (harness.measure.peak) ----
+    # ---- the roofline (xfbench.harness.measure.peak) ----
     def _on_device(self, a: np.ndarray) -> tf.Tensor:
         with tf.device(self.tf_device):
             return tf.identity(tf.constant(np.asarray(a, np.float32)))

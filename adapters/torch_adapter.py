@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.adapter import Adapter, PeakKernel, Unsupported
-from harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
-from harness.optimizers import OptimizerSpec
-from harness.weights import check_weights
+from xfbench.harness.adapter import Adapter, PeakKernel, Unsupported
+from xfbench.harness.models import Conv, Dense, Embedding, Flatten, ModelSpec, Pool, Recurrent
+from xfbench.harness.optimizers import OptimizerSpec
+from xfbench.harness.weights import check_weights
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.float32, "fp64": torch.float64}
@@ -291,7 +291,7 @@ class TorchAdapter(Adapter):
         torch.cuda.reset_peak_memory_stats()
         return True
 
-    # ---- the roofline (harness.measure.peak) ----
+    # ---- the roofline (xfbench.harness.measure.peak) ----
     def peak_gemm(self, a: np.ndarray, b: np.ndarray) -> PeakKernel:
         # float32 whatever the case's precision; on CUDA the constructor set fp32 (IEEE) matmuls unless "tf32".
         at, bt = (torch.as_tensor(v, dtype=torch.float32, device=self.dev) for v in (a, b))

@@ -60,7 +60,7 @@ class AdapterInfo:
 
 @dataclass(frozen=True)
 class PeakKernel:
-    """One kernel of the roofline (harness.measure.peak): `run` issues it once and may return before the
+    """One kernel of the roofline (xfbench.harness.measure.peak): `run` issues it once and may return before the
     device is done (the adapter's `sync` waits for it); `result` copies the latest output to the host, so a
     test can check that the work was done; `what` names the call, for the record."""
 

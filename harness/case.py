@@ -48,7 +48,7 @@ class Case:
     process: int = 0  # which repetition (worker process) of the same configuration
     case_timeout_s: float = 600.0
     # The worker's processes together may hold this much resident memory; None: a safe share of what is
-    # available when the case starts (harness.measure.runner.memory_limit_bytes).
+    # available when the case starts (xfbench.harness.measure.runner.memory_limit_bytes).
     memory_limit_gib: float | None = None
     process_start: str = "exec"  # one of PROCESS_STARTS; a CUDA case always starts with "exec"
 

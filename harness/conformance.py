@@ -2,7 +2,7 @@
 
 In the adapter package's tests, one module is enough::
 
-    from harness.conformance import *  # noqa: F401,F403  (the checks and their pytest hook)
+    from xfbench.harness.conformance import *  # noqa: F401,F403  (the checks and their pytest hook)
     ADAPTER = "mxnet"   # a registered adapter name, or the Adapter class itself
 
 `ADAPTERS = [...]` runs the kit over several. Every check runs in this process, at tiny sizes, against
@@ -73,7 +73,7 @@ def make(target: str | type[Adapter], model: str, *, precision: str = "fp32", op
 
 
 def reference(spec: Any, weights: dict[str, np.ndarray], precision: str = "fp32") -> Any:
-    from adapters.numpy_adapter import NumpyAdapter
+    from xfbench.adapters.numpy_adapter import NumpyAdapter
 
     ref = NumpyAdapter(device="cpu", precision=precision, threads=1, seed=0)
     ref.build(spec, None)

@@ -1,6 +1,6 @@
 """The one error base: every error about the user's input or files derives from `XfbenchError`.
 
-The command line maps it to a one-line message and exit code 2 in one place (`harness.cli`); anything
+The command line maps it to a one-line message and exit code 2 in one place (`xfbench.harness.cli`); anything
 else escaping a command is a bug and keeps its traceback.
 """
 from __future__ import annotations

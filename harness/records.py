@@ -254,7 +254,7 @@ class RunMeta:
     command: tuple[str, ...] = ()
     planned_cases: int = 0
     plan: tuple[PlannedCase, ...] | None = None  # None: written without a plan (cannot be resumed)
-    host: dict[str, Any] = field(default_factory=dict)  # harness.measure.host.host_info()
+    host: dict[str, Any] = field(default_factory=dict)  # xfbench.harness.measure.host.host_info()
     resumed: tuple[dict[str, Any], ...] = ()  # {"started", "command"} per `--resume`
     roofline: bool = True  # the suite's `roofline`: measure the frameworks' peaks after the cases (peak.json)
     schema: int = SCHEMA_VERSION

@@ -1,6 +1,6 @@
 """A benchmark session as plain functions: plan a suite, execute it, resume it. No click, no rich.
 
-The command line (`harness.cli`) parses options, calls these with keyword arguments and displays what
+The command line (`xfbench.harness.cli`) parses options, calls these with keyword arguments and displays what
 they return; tests call them directly. Every input problem is an `InputError` (an `XfbenchError`).
 """
 from __future__ import annotations

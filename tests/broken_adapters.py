@@ -5,7 +5,7 @@ Importable by validation workers too (tests put this directory on PYTHONPATH).
 import numpy as np
 import torch
 
-from adapters.torch_adapter import TorchAdapter
+from xfbench.adapters.torch_adapter import TorchAdapter
 
 
 class SwappedGruGates(TorchAdapter):
@@ -54,7 +54,7 @@ class WrongTimedUpdate(TorchAdapter):
 
 
 def _jax_wrong_infer():
-    from adapters.jax_adapter import JaxAdapter
+    from xfbench.adapters.jax_adapter import JaxAdapter
 
     class WrongTimedJaxInference(JaxAdapter):
         """JAX: the jitted inference function that `infer_step` times returns shifted logits."""

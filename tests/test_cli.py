@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def bench(*args, cwd=ROOT, timeout=600):
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "xfbench.harness.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -83,8 +83,8 @@ def test_list_commands():
 
 
 def test_parent_never_imports_a_framework():
-    code = ("import sys; from harness.cli import main; from harness.session import plan;"
-            "import harness.report.write, harness.validate.matrix;"
+    code = ("import sys; from xfbench.harness.cli import main; from xfbench.harness.session import plan;"
+            "import xfbench.harness.report.write, xfbench.harness.validate.matrix;"
             "plan('quick', frameworks='torch,jax,tensorflow');"
             "bad = [m for m in ('torch', 'tensorflow', 'jax', 'keras', 'flax') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
-from harness.report.compare import CompareError, compare, compare_runs
+from xfbench.harness.cli import main
+from xfbench.harness.report.compare import CompareError, compare, compare_runs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 

@@ -3,8 +3,8 @@ import importlib.util
 
 import pytest
 
-from harness.conformance import *  # noqa: F401,F403  (the kit's checks and its pytest hook)
-from harness.conformance import (test_conformance_forward_agrees_with_reference, test_conformance_optimizer_steps,
+from xfbench.harness.conformance import *  # noqa: F401,F403  (the kit's checks and its pytest hook)
+from xfbench.harness.conformance import (test_conformance_forward_agrees_with_reference, test_conformance_optimizer_steps,
                                  test_conformance_weight_round_trip)
 
 _NEEDS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax", "numpy": "numpy"}

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from harness.case import Case, MeasureConfig
-from harness.measure.contention import ContentionMeter, busy_ticks
-from harness.measure.timing import measure
+from xfbench.harness.case import Case, MeasureConfig
+from xfbench.harness.measure.contention import ContentionMeter, busy_ticks
+from xfbench.harness.measure.timing import measure
 
 STAT = "cpu  {a} 0 0 0 0 0 0 0 0 0\ncpu0 {c0} 0 0 500 0 0 0 {s0} 0 0\ncpu1 {c1} 0 0 500 0 0 0 0 0 0\nintr 1 2 3\n"
 
@@ -94,7 +94,7 @@ def test_a_real_worker_beside_a_busy_loop_on_its_cpu_is_flagged(tmp_path):
     pytest.importorskip("torch")
     if not os.path.exists("/proc/stat"):
         pytest.skip("no /proc/stat here")
-    from harness.measure.runner import run_worker
+    from xfbench.harness.measure.runner import run_worker
 
     cpu = sorted(os.sched_getaffinity(0))[0]  # a 1-thread worker pins itself to the first allowed CPU
     loop = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, [{cpu}])\nwhile True: pass"])
@@ -112,7 +112,7 @@ def test_a_real_worker_beside_a_busy_loop_on_its_cpu_is_flagged(tmp_path):
 
 
 def test_a_busy_machine_gets_one_line_before_the_run_and_a_quiet_one_none():
-    from harness.measure.contention import busy_machine_warning
+    from xfbench.harness.measure.contention import busy_machine_warning
 
     cpus = len(os.sched_getaffinity(0))
     assert busy_machine_warning(cpus, busy=0.1, load_average=3.0) is None  # a lingering load average alone
@@ -125,7 +125,7 @@ def test_a_busy_machine_gets_one_line_before_the_run_and_a_quiet_one_none():
 def test_samples_too_short_to_show_contention_alone_add_up_to_it():
     """15% of the CPUs taken throughout, in samples of 20 ticks: each, less its forgiven tick per CPU, shows 5%
     (clean), but together they show 13%: the case is contended, and says why."""
-    from harness.measure.contention import contention_warnings
+    from xfbench.harness.measure.contention import contention_warnings
 
     fake = FakeMachine([0.15] * 40)
     meter = ContentionMeter(fake.time_steps, [0, 1], read_stat=fake.read_stat, own_cpu_s=fake.own_cpu_s,
@@ -146,7 +146,7 @@ def test_samples_too_short_to_show_contention_alone_add_up_to_it():
 
 
 def test_replaced_samples_are_re_measured_not_contended():
-    from harness.measure.contention import contention_warnings
+    from xfbench.harness.measure.contention import contention_warnings
 
     fake = FakeMachine([0.0] * 6 + [0.5, 0.5] + [0.0] * 10)
     meter = ContentionMeter(fake.time_steps, [0, 1], read_stat=fake.read_stat, own_cpu_s=fake.own_cpu_s,

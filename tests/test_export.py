@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import main
-from harness.report.export import ExportError, benchmark_stats, export
+from xfbench.harness.cli import main
+from xfbench.harness.report.export import ExportError, benchmark_stats, export
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 pb_storage = pytest.importorskip("pytest_benchmark.storage.file")

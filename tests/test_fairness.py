@@ -8,12 +8,12 @@ import importlib.util
 import numpy as np
 import pytest
 
-from harness.case import Case, MeasureConfig
-from harness.measure.host import peak_rss_bytes, reset_peak_rss
-from harness.measure.runner import run_worker
-from harness.models import TINY_SIZES, build_spec
-from harness.optimizers import build_optimizer
-from harness.weights import init_weights, make_inputs
+from xfbench.harness.case import Case, MeasureConfig
+from xfbench.harness.measure.host import peak_rss_bytes, reset_peak_rss
+from xfbench.harness.measure.runner import run_worker
+from xfbench.harness.models import TINY_SIZES, build_spec
+from xfbench.harness.optimizers import build_optimizer
+from xfbench.harness.weights import init_weights, make_inputs
 
 TINY = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.001, min_samples=3, max_time_s=0.2)
 
@@ -54,7 +54,7 @@ def test_jax_holds_one_copy_of_the_weights():
     import gc
 
     import jax
-    from adapters.jax_adapter import JaxAdapter
+    from xfbench.adapters.jax_adapter import JaxAdapter
 
     def live_bytes() -> int:
         gc.collect()
@@ -80,7 +80,7 @@ def test_jax_holds_one_copy_of_the_weights():
 def test_torch_bf16_keeps_embedding_and_rnn_in_float32_and_runs_dense_in_bfloat16():
     needs("torch")
     import torch
-    from adapters.torch_adapter import TorchAdapter
+    from xfbench.adapters.torch_adapter import TorchAdapter
 
     spec = build_spec("lstm", **TINY_SIZES["lstm"])
     a = TorchAdapter(device="cpu", precision="bf16", threads=1, seed=0)
@@ -100,7 +100,7 @@ def test_torch_bf16_keeps_embedding_and_rnn_in_float32_and_runs_dense_in_bfloat1
 
 def test_keras_bf16_keeps_embedding_and_rnn_in_float32_and_runs_dense_in_bfloat16():
     needs("tensorflow", "keras")
-    from adapters.tensorflow_adapter import TensorFlowAdapter
+    from xfbench.adapters.tensorflow_adapter import TensorFlowAdapter
 
     spec = build_spec("gru", **TINY_SIZES["gru"])
     a = TensorFlowAdapter(device="cpu", precision="bf16", threads=1, seed=0)
@@ -111,7 +111,7 @@ def test_keras_bf16_keeps_embedding_and_rnn_in_float32_and_runs_dense_in_bfloat1
 
 def test_jax_bf16_keeps_embedding_and_rnn_in_float32_and_runs_dense_in_bfloat16():
     needs("jax", "flax", "optax")
-    from adapters.jax_adapter import JaxAdapter
+    from xfbench.adapters.jax_adapter import JaxAdapter
 
     spec = build_spec("lstm", **TINY_SIZES["lstm"])
     a = JaxAdapter(device="cpu", precision="bf16", threads=1, seed=0)
@@ -127,9 +127,9 @@ def test_jax_bf16_keeps_embedding_and_rnn_in_float32_and_runs_dense_in_bfloat16(
 def test_bf16_logits_agree_between_frameworks(model):
     """The same bf16 work gives the same logits to bfloat16's precision (8 bits: ~4e-3 per rounding)."""
     needs("torch", "tensorflow", "jax", "flax")
-    from adapters.jax_adapter import JaxAdapter
-    from adapters.tensorflow_adapter import TensorFlowAdapter
-    from adapters.torch_adapter import TorchAdapter
+    from xfbench.adapters.jax_adapter import JaxAdapter
+    from xfbench.adapters.tensorflow_adapter import TensorFlowAdapter
+    from xfbench.adapters.torch_adapter import TorchAdapter
 
     spec = build_spec(model, **TINY_SIZES[model])
     weights, (x, y) = init_weights(spec, 0), make_inputs(spec, 3, seed=1)
@@ -158,7 +158,7 @@ def test_tensorflow_turns_onednn_on_unless_the_user_chose(user):
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if user is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = user
-    code = ("from adapters.tensorflow_adapter import TensorFlowAdapter; from harness.models import build_spec\n"
+    code = ("from xfbench.adapters.tensorflow_adapter import TensorFlowAdapter; from xfbench.harness.models import build_spec\n"
             "a = TensorFlowAdapter(device='cpu', precision='fp32', threads=1, seed=0)\n"
             "a.build(build_spec('lenet5'), None); print(a.settings()['onednn'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
@@ -171,7 +171,7 @@ def test_tensorflow_turns_onednn_on_unless_the_user_chose(user):
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax", "numpy"])
 def test_every_adapter_reports_the_shared_keys(framework):
     needs({"jax": "flax", "tensorflow": "keras"}.get(framework, framework))
-    from harness.adapter import discover
+    from xfbench.harness.adapter import discover
 
     cls = discover()[framework].load()
     for model in ("lenet5", "gru"):
@@ -185,7 +185,7 @@ def test_every_adapter_reports_the_shared_keys(framework):
 def test_tensorflow_xla_builds_recurrent_layers_without_cudnn_and_says_so():
     """XLA cannot compile cuDNN's RNN op, which Keras would pick on a GPU: under jit_compile it is off."""
     needs("tensorflow", "keras")
-    from adapters.tensorflow_adapter import TensorFlowAdapter
+    from xfbench.adapters.tensorflow_adapter import TensorFlowAdapter
 
     spec = build_spec("lstm", **TINY_SIZES["lstm"])
     for jit, expected in ((True, False), (False, "auto")):

@@ -1,12 +1,12 @@
-"""Other processes on the GPU (harness.measure.gpu_contention), against a fake `pynvml`: no GPU needed."""
+"""Other processes on the GPU (xfbench.harness.measure.gpu_contention), against a fake `pynvml`: no GPU needed."""
 import os
 import sys
 import types
 
 import pytest
 
-from harness.measure import gpu_contention
-from harness.measure.gpu_contention import busy_gpu_line, gpu_busy_warning, other_gpu_processes
+from xfbench.harness.measure import gpu_contention
+from xfbench.harness.measure.gpu_contention import busy_gpu_line, gpu_busy_warning, other_gpu_processes
 
 GIB = 2**30
 
@@ -153,8 +153,8 @@ def test_warning_lines():
 
 
 def test_bench_run_says_so_before_a_gpu_run(monkeypatch, capsys):
-    from harness import cli
-    from harness.case import Case
+    from xfbench.harness import cli
+    from xfbench.harness.case import Case
 
     seen = []
     monkeypatch.setattr(gpu_contention, "other_gpu_processes", lambda i=None, **kw: seen.append(i) or [(4242, "python3", GIB)])

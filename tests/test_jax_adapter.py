@@ -8,12 +8,12 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
-from adapters.jax_adapter import JaxAdapter  # noqa: E402
-from harness.adapter import Unsupported  # noqa: E402
-from harness.models import build_spec  # noqa: E402
-from harness.optimizers import OPTIMIZERS, build_optimizer  # noqa: E402
-from harness.weights import init_weights, make_inputs  # noqa: E402
-from harness.models import TINY_SIZES as TINY_MODELS  # noqa: E402
+from xfbench.adapters.jax_adapter import JaxAdapter  # noqa: E402
+from xfbench.harness.adapter import Unsupported  # noqa: E402
+from xfbench.harness.models import build_spec  # noqa: E402
+from xfbench.harness.optimizers import OPTIMIZERS, build_optimizer  # noqa: E402
+from xfbench.harness.weights import init_weights, make_inputs  # noqa: E402
+from xfbench.harness.models import TINY_SIZES as TINY_MODELS  # noqa: E402
 
 # AlexNet at 96 pixels flattens a 2x2 map (at 64, 1x1), so the (C, H, W) fc6 mapping is exercised.
 EQUIVALENCE_SIZES = {**TINY_MODELS, "alexnet": {**TINY_MODELS["alexnet"], "image_size": 96}}
@@ -36,7 +36,7 @@ def adapter(model, optimizer="sgd", precision="fp32", cls=JaxAdapter, sizes=TINY
 
 def torch_adapter(model, optimizer="sgd", precision="fp32", **params):
     pytest.importorskip("torch")
-    from adapters.torch_adapter import TorchAdapter
+    from xfbench.adapters.torch_adapter import TorchAdapter
 
     return adapter(model, optimizer, precision, cls=TorchAdapter, **params)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.models import MODELS, SpecError, build_spec
+from xfbench.harness.models import MODELS, SpecError, build_spec
 
 SPEC_COUNTS = {  # docs/spec.md section 1, at default hyper-parameters
     "lenet5": (61_706, 833_040),

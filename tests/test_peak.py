@@ -1,4 +1,4 @@
-"""The roofline (`bench peak`, harness.measure.peak): the protocol with a fake clock, every installed framework's
+"""The roofline (`bench peak`, xfbench.harness.measure.peak): the protocol with a fake clock, every installed framework's
 kernels at tiny sizes (they compute the right numbers), the worker processes, the CLI and the report's share column."""
 import json
 import math
@@ -10,17 +10,17 @@ import pytest
 from click.testing import CliRunner
 
 import fault_adapter
-from harness.adapter import AdapterInfo, PeakKernel, discover
-from harness.case import MeasureConfig
-from harness.cli import main
-from harness.measure import peak as peak_mod
-from harness.measure.peak import (PEAK_FILE, PeakOutcome, check_peak, measure_peak, measure_peaks, peak_inputs,
+from xfbench.harness.adapter import AdapterInfo, PeakKernel, discover
+from xfbench.harness.case import MeasureConfig
+from xfbench.harness.cli import main
+from xfbench.harness.measure import peak as peak_mod
+from xfbench.harness.measure.peak import (PEAK_FILE, PeakOutcome, check_peak, measure_peak, measure_peaks, peak_inputs,
                                   read_peaks, run_peak)
-from harness.report.build import build_report, collect_groups
-from harness.report.formats.html import render as render_html
-from harness.report.formats.markdown import render as render_markdown
-from harness.report.roofline import host_peak, share_text
-from harness.results import RunDir
+from xfbench.harness.report.build import build_report, collect_groups
+from xfbench.harness.report.formats.html import render as render_html
+from xfbench.harness.report.formats.markdown import render as render_markdown
+from xfbench.harness.report.roofline import host_peak, share_text
+from xfbench.harness.results import RunDir
 
 FAST = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.01, min_samples=3, max_samples=20, max_time_s=0.1)
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
@@ -276,15 +276,15 @@ def test_host_peak_is_per_device_and_threads():
     assert host_peak(peaks, "cuda", 1) == ("gpu", 9000e9)  # a GPU's peak does not depend on the host threads
 
 
-# ---- bench run: the roofline after the cases (harness.measure.runner.run_peaks) ----
+# ---- bench run: the roofline after the cases (xfbench.harness.measure.runner.run_peaks) ----
 
 @pytest.mark.parametrize("start", ["fork", "exec"])
 def test_a_run_measures_each_adapters_peak_at_its_cases_threads(tmp_path, start):
-    from harness.adapter import discover
-    from harness.case import Case
-    from harness.measure.forkserver import ForkServers
-    from harness.measure.runner import run_peaks
-    from harness.results import RunDir, write_json_atomic
+    from xfbench.harness.adapter import discover
+    from xfbench.harness.case import Case
+    from xfbench.harness.measure.forkserver import ForkServers
+    from xfbench.harness.measure.runner import run_peaks
+    from xfbench.harness.results import RunDir, write_json_atomic
 
     run = RunDir.create(tmp_path, "t")
     kept = {"other": _peak("other")}

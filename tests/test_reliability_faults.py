@@ -12,10 +12,10 @@ import time
 import pytest
 
 import fault_adapter
-from harness.case import Case, MeasureConfig
-from harness.measure.process import STDERR_TAIL_CHARS
-from harness.measure.forkserver import ForkServers
-from harness.measure.runner import run_worker
+from xfbench.harness.case import Case, MeasureConfig
+from xfbench.harness.measure.process import STDERR_TAIL_CHARS
+from xfbench.harness.measure.forkserver import ForkServers
+from xfbench.harness.measure.runner import run_worker
 
 TINY = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.002, min_samples=3, max_time_s=0.05)
 
@@ -121,7 +121,7 @@ def test_a_fault_at_one_batch_size_spares_the_others(fault, run):
 
 
 def test_workers_carry_the_parent_marker(fault, tmp_path):
-    from harness.measure.process import PARENT_ENV, worker_env
+    from xfbench.harness.measure.process import PARENT_ENV, worker_env
     assert worker_env()[PARENT_ENV].startswith(f"{os.getpid()}:")
 
 

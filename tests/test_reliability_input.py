@@ -10,14 +10,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.adapter import discover
-from harness.case import DEVICES, PRECISIONS
-from harness.cli import main
-from harness.models import MODELS
-from harness.optimizers import OPTIMIZERS
-from harness.records import Record, RunMeta
-from harness.results import RunDir
-from harness.plan.suites import SuiteError, expand, parse_suite
+from xfbench.harness.adapter import discover
+from xfbench.harness.case import DEVICES, PRECISIONS
+from xfbench.harness.cli import main
+from xfbench.harness.models import MODELS
+from xfbench.harness.optimizers import OPTIMIZERS
+from xfbench.harness.records import Record, RunMeta
+from xfbench.harness.results import RunDir
+from xfbench.harness.plan.suites import SuiteError, expand, parse_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = discover()
@@ -226,8 +226,8 @@ def test_suites_and_results_are_read_as_data_never_as_code():
 
 def test_strings_from_records_are_escaped_in_the_html_report(tmp_path):
     """Item 4 of the reliability issue; the report's own tests cover its structure."""
-    from harness.case import Case
-    from harness.report.write import write_reports
+    from xfbench.harness.case import Case
+    from xfbench.harness.report.write import write_reports
 
     evil = '<script>alert(1)</script><img src=x onerror=alert(2)>'
     run = RunDir.create(tmp_path, "t")

@@ -9,14 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 import fault_adapter
-from harness.adapter import discover, discover_all
-from harness.case import Case, MeasureConfig
-from harness.cli import main
-from harness.measure.runner import memory_limit_bytes, run_worker
-from harness.plan.memory import GIB, MemoryEstimate, refusal
-from harness.plan.suites import SuiteError, expand, parse_suite
-from harness.records import ResultsError, parse_case
-from harness.validate.matrix import validate
+from xfbench.harness.adapter import discover, discover_all
+from xfbench.harness.case import Case, MeasureConfig
+from xfbench.harness.cli import main
+from xfbench.harness.measure.runner import memory_limit_bytes, run_worker
+from xfbench.harness.plan.memory import GIB, MemoryEstimate, refusal
+from xfbench.harness.plan.suites import SuiteError, expand, parse_suite
+from xfbench.harness.records import ResultsError, parse_case
+from xfbench.harness.validate.matrix import validate
 
 TINY = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.002, min_samples=3, max_time_s=0.05)
 MIB = 2**20

@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import fault_adapter
-from harness import session
-from harness.case import Case
-from harness.cli import main
-from harness.measure.runner import RunSummary, pending_cases, plan_for_meta, run_cases
-from harness.records import Record, RunMeta
-from harness.report.write import write_reports
-from harness.results import ResultsError, RunDir
+from xfbench.harness import session
+from xfbench.harness.case import Case
+from xfbench.harness.cli import main
+from xfbench.harness.measure.runner import RunSummary, pending_cases, plan_for_meta, run_cases
+from xfbench.harness.records import Record, RunMeta
+from xfbench.harness.report.write import write_reports
+from xfbench.harness.results import ResultsError, RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
@@ -48,7 +48,7 @@ def test_an_adapter_error_in_markup_neither_aborts_the_run_nor_loses_a_record(tm
                      '[[cases]]\nmodels = ["lenet5"]\nmodes = ["infer"]\nbatch_sizes = [2, 4]\n')
     environ = {**os.environ, "PYTHONPATH": fault_adapter.install(tmp_path / "dist"), "XFBENCH_FAULT": "markup@2",
                "COLUMNS": "200"}
-    p = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(suite), "--out", str(tmp_path / "out")],
+    p = subprocess.run([sys.executable, "-m", "xfbench.harness.cli", "run", str(suite), "--out", str(tmp_path / "out")],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=environ)
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert "[/bold] closes nothing" in p.stdout  # shown as text
@@ -154,7 +154,7 @@ def test_resume_retry_failed_runs_failed_cases_again_and_the_new_record_wins(tmp
 
 
 def _ok_metrics():
-    from harness.records import Metrics
+    from xfbench.harness.records import Metrics
     return Metrics(samples_per_s=100.0, samples_per_s_ci=(90.0, 110.0), step_s={"median": 0.01},
                    first_step_s=0.1, setup_s=0.1, parameters=61706)
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import fault_adapter
-from harness.case import Case
-from harness.records import Record, RunMeta
-from harness.results import RunDir
+from xfbench.harness.case import Case
+from xfbench.harness.records import Record, RunMeta
+from xfbench.harness.results import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = """
@@ -63,12 +63,12 @@ def env(faults_path, fault="", **extra):
 
 
 def bench(*args, environ, timeout=300):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "xfbench.harness.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=environ)
 
 
 def start_bench(*args, environ):
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=ROOT, env=environ, text=True,
+    return subprocess.Popen([sys.executable, "-m", "xfbench.harness.cli", *args], cwd=ROOT, env=environ, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -170,8 +170,8 @@ def test_sigkill_of_the_parent_takes_the_worker_along_and_resume_repairs_and_rea
 
 
 def test_resume_of_a_run_still_being_written_is_refused(faults_path, tmp_path):
-    from harness.case import Case
-    from harness.measure.runner import plan_for_meta
+    from xfbench.harness.case import Case
+    from xfbench.harness.measure.runner import plan_for_meta
 
     cases = [Case(framework="faulty", model="lenet5", mode="infer", batch_size=b) for b in (2, 4)]
     run = RunDir.create(tmp_path, "t")

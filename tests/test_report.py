@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.report.build import build_report, collect_groups, differing_settings
-from harness.report.write import write_reports
-from harness.report.formats.markdown import render as render_markdown
-from harness.results import RunDir
+from xfbench.harness.cli import main
+from xfbench.harness.report.build import build_report, collect_groups, differing_settings
+from xfbench.harness.report.write import write_reports
+from xfbench.harness.report.formats.markdown import render as render_markdown
+from xfbench.harness.results import RunDir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "run-small-report.md"
@@ -141,8 +141,8 @@ def test_stale_plots_are_removed(tmp_path):
 def test_a_verdict_built_on_contended_cases_says_so():
     import dataclasses
 
-    from harness.report.build import warning_lists
-    from harness.report.verdict import verdict
+    from xfbench.harness.report.build import warning_lists
+    from xfbench.harness.report.verdict import verdict
 
     note = "contended: other processes used up to 50% of the pinned CPUs in 10 of 10 samples; no clean sample was left, so these are reported"
     records = [dataclasses.replace(r, warnings=r.warnings + (note,)) if r.ok and r.case.framework == "torch" else r

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.write import write_reports
+from xfbench.harness.report.write import write_reports
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.build import collect_groups
-from harness.report.glance import at_a_glance, draw_glance
-from harness.report.model import Glance, GlanceCell, GlanceRow
-from harness.results import RunDir
+from xfbench.harness.report.build import collect_groups
+from xfbench.harness.report.glance import at_a_glance, draw_glance
+from xfbench.harness.report.model import Glance, GlanceCell, GlanceRow
+from xfbench.harness.results import RunDir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-small"
 CONTENDED = "contended: other processes used up to 50% of the pinned CPUs in 10 of 10 samples; no clean sample was left, so these are reported"
@@ -73,7 +73,7 @@ def test_contended_and_only_one_marks(records):
     rows = _glance(marked)
     assert rows["lenet5 · train (sgd) · cpu · fp32 · 2 threads · batch 64"]["jax"].marks == ("contended", "1 process")
     assert rows["lenet5 · infer · cpu · fp32 · 2 threads · batch 16"]["jax"].marks == ("tied", "contended", "1 process")
-    gpu_note = "contended: other processes on the GPU: 4242 python (2.00 GiB)"  # harness.measure.gpu_contention
+    gpu_note = "contended: other processes on the GPU: 4242 python (2.00 GiB)"  # xfbench.harness.measure.gpu_contention
     gpu = [dataclasses.replace(r, warnings=(gpu_note,)) if r.ok and r.case.framework == "torch" else r for r in records]
     assert "contended" in _glance(gpu)["lenet5 · infer · cpu · fp32 · 2 threads · batch 1"]["torch"].marks
     alone = [r for r in records if r.case.framework == "jax" or r.case.model != "lenet5"]

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from harness.analysis.significance import Comparison, Score, clear_winner, compare_times, geomean_speedup, relative_to_best
-from harness.report.verdict import answer
+from xfbench.harness.analysis.significance import Comparison, Score, clear_winner, compare_times, geomean_speedup, relative_to_best
+from xfbench.harness.report.verdict import answer
 
 
 def noisy(median, n=20, spread=0.01, seed=0):

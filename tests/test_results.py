@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.case import Case, MeasureConfig
-from harness.records import SCHEMA_VERSION, Record, RunMeta, v1_config_id
-from harness.results import ResultsError, RunDir, load_frame
+from xfbench.harness.case import Case, MeasureConfig
+from xfbench.harness.records import SCHEMA_VERSION, Record, RunMeta, v1_config_id
+from xfbench.harness.results import ResultsError, RunDir, load_frame
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASE = Case("torch", "lenet5", "train", 8, threads=2)
@@ -137,7 +137,7 @@ def test_schema_1_run_still_loads_and_resumes_with_migrated_ids(tmp_path):
 
 
 def test_resume_of_a_schema_1_plan_matches_its_records(tmp_path):
-    from harness.measure.runner import pending_cases
+    from xfbench.harness.measure.runner import pending_cases
 
     run = RunDir.create(tmp_path, "s")
     done, todo = process(0), process(1)

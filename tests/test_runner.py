@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from harness.adapter import AdapterInfo
-from harness.case import Case, MeasureConfig
-from harness.records import Record
-from harness.results import RunDir
-from harness.measure.runner import run_cases, run_worker
+from xfbench.harness.adapter import AdapterInfo
+from xfbench.harness.case import Case, MeasureConfig
+from xfbench.harness.records import Record
+from xfbench.harness.results import RunDir
+from xfbench.harness.measure.runner import run_cases, run_worker
 
 TINY = MeasureConfig(warmup_steps=1, warmup_s=0.0, min_sample_s=0.001, min_samples=3, max_time_s=0.2)
 
@@ -119,7 +119,7 @@ def test_real_worker_reports_an_adapter_error(tmp_path):
 
 def test_a_gpu_case_caps_the_thread_pools_but_is_not_pinned():
     """Run in a child: affinity is process-wide. CPU cases are pinned to `threads` CPUs, GPU cases keep all."""
-    code = ("import json, os, sys; from harness.measure.process import pin_threads;"
+    code = ("import json, os, sys; from xfbench.harness.measure.process import pin_threads;"
             "n = len(os.sched_getaffinity(0)); cpus = pin_threads(1, pin=sys.argv[1] == 'cpu');"
             "print(json.dumps([len(cpus), len(os.sched_getaffinity(0)), n, os.environ['OMP_NUM_THREADS']]))")
     for device, pinned in (("cpu", True), ("cuda", False)):

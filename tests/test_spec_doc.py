@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from harness.models import MODELS, TINY_SIZES, build_spec
+from xfbench.harness.models import MODELS, TINY_SIZES, build_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,7 +106,7 @@ def test_tiny_sizes():
 
 
 def test_optimizer_defaults():
-    from harness.optimizers import OPTIMIZERS
+    from xfbench.harness.optimizers import OPTIMIZERS
 
     rows = table("### 3.2 Canonical optimizers")
     assert [name(r["optimizer"]) for _, r in rows] == list(OPTIMIZERS), where(rows[0][0])
@@ -117,7 +117,7 @@ def test_optimizer_defaults():
 
 
 def test_case_and_measure_defaults():
-    from harness.case import Case, MeasureConfig
+    from xfbench.harness.case import Case, MeasureConfig
 
     fields = {f.name: f for f in dataclasses.fields(Case)}
     rows = table("## 5. Measurement protocol")
@@ -141,24 +141,24 @@ def test_case_and_measure_defaults():
 
 
 def test_tolerances():
-    import harness.validate as validate
+    import xfbench.harness.validate as validate
 
     rows = table("### 6.2 Checks and tolerances")
     for n, r in rows:
         constant = name(r["constant"])
         assert float(r["tolerance"]) == getattr(validate, constant), \
-            f"{where(n)}; harness.validate.{constant} = {getattr(validate, constant)}"
+            f"{where(n)}; xfbench.harness.validate.{constant} = {getattr(validate, constant)}"
     assert {name(r["constant"]) for _, r in rows} == {"FORWARD_TOL", "FP64_TOL", "CURVE_TOL"}
 
 
 def test_schema_version():
-    from harness.results import SCHEMA_VERSION
+    from xfbench.harness.results import SCHEMA_VERSION
 
     hits = [(i + 1, int(m[1])) for i, line in enumerate(LINES)
             if (m := re.search(r"current schema version is \*\*(\d+)\*\*", line))]
     assert len(hits) == 1, "docs/spec.md must say 'The current schema version is **N**' exactly once"
     n, stated = hits[0]
-    assert stated == SCHEMA_VERSION, f"{where(n)}; harness.results.SCHEMA_VERSION = {SCHEMA_VERSION}"
+    assert stated == SCHEMA_VERSION, f"{where(n)}; xfbench.harness.results.SCHEMA_VERSION = {SCHEMA_VERSION}"
 
 
 def test_no_link_leaves_the_repository():

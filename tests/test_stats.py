@@ -3,7 +3,7 @@ import numpy as np
 
 import pytest
 
-from harness.analysis.stats import ci_half_width_share, median_ci, summarize
+from xfbench.harness.analysis.stats import ci_half_width_share, median_ci, summarize
 
 
 def test_summary_of_literal_numbers():
@@ -44,7 +44,7 @@ def test_summary_refuses_no_samples():
 
 def test_hierarchical_ci_widens_with_process_to_process_spread():
     """Two processes 30% apart: the CI must cover both, wider than either alone or the pooled samples'."""
-    from harness.analysis.stats import grouped_median_ci, median_ci
+    from xfbench.harness.analysis.stats import grouped_median_ci, median_ci
 
     rng = np.random.default_rng(1)
     fast = list(0.010 * (1 + 0.01 * rng.standard_normal(40)))  # a fast process that took more samples
@@ -60,7 +60,7 @@ def test_hierarchical_ci_widens_with_process_to_process_spread():
 
 
 def test_relative_to_best_resamples_processes_first():
-    from harness.analysis.significance import relative_to_best
+    from xfbench.harness.analysis.significance import relative_to_best
 
     rng = np.random.default_rng(2)
     a1 = list(0.010 * (1 + 0.01 * rng.standard_normal(40)))  # a's fast process, with more samples
@@ -78,7 +78,7 @@ def _process(median, n, rng, noise=0.01):
 
 
 def test_process_spread_pools_the_log_spread_of_process_medians_over_configurations():
-    from harness.analysis.stats import process_spread
+    from xfbench.harness.analysis.stats import process_spread
 
     # Process medians 10% apart in every configuration, whatever its speed: log(1.1) / sqrt(2) each.
     configs = [[[m] * 5, [m * 1.1] * 5] for m in (0.001, 0.01, 0.5)]
@@ -90,7 +90,7 @@ def test_process_spread_pools_the_log_spread_of_process_medians_over_configurati
 def test_two_processes_that_agree_by_chance_get_the_runs_spread_as_their_floor():
     """Configurations of one run whose processes differ by 10-30% give a pooled spread; a configuration whose
     own two processes happened to agree gets a CI as wide as that spread allows, not a 1-degree-of-freedom one."""
-    from harness.analysis.stats import floor_ci, median_floor, process_spread
+    from xfbench.harness.analysis.stats import floor_ci, median_floor, process_spread
 
     rng = np.random.default_rng(3)
     spread_configs = [[_process(m, 10, rng), _process(m * f, 10, rng)] for m, f in ((0.01, 1.3), (0.02, 1.1),
@@ -108,7 +108,7 @@ def test_two_processes_that_agree_by_chance_get_the_runs_spread_as_their_floor()
 
 
 def test_a_floor_widens_the_verdicts_draws_too():
-    from harness.analysis.significance import relative_to_best
+    from xfbench.harness.analysis.significance import relative_to_best
 
     rng = np.random.default_rng(4)
     a = [_process(0.010, 30, rng), _process(0.010, 30, rng)]

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.adapter import AdapterInfo
-from harness.plan.suites import Overrides, SuiteError, available_suites, expand, load_suite, parse_suite
+from xfbench.harness.adapter import AdapterInfo
+from xfbench.harness.plan.suites import Overrides, SuiteError, available_suites, expand, load_suite, parse_suite
 
 REGISTRY = {
     "torch": AdapterInfo("torch", "torch", "x:Y", ("torch",)),
@@ -153,7 +153,7 @@ def test_unknown_suite_lists_the_choices(tmp_path):
 
 
 def test_roofline_is_on_unless_the_suite_turns_it_off_and_a_run_remembers_it():
-    from harness.records import RunMeta
+    from xfbench.harness.records import RunMeta
     text = '[[cases]]\nmodels = ["lenet5"]\n'
     assert parse(text).roofline is True and parse("roofline = false\n" + text).roofline is False
     assert load_suite("smoke", REGISTRY).roofline is False and load_suite("quick", REGISTRY).roofline is True

@@ -7,11 +7,11 @@ import pytest
 pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from adapters.tensorflow_adapter import TensorFlowAdapter  # noqa: E402
-from harness.adapter import Unsupported  # noqa: E402
-from harness.models import ModelSpec, build_spec  # noqa: E402
-from harness.optimizers import OPTIMIZERS, OptimizerSpec, build_optimizer  # noqa: E402
-from harness.weights import init_weights, make_inputs  # noqa: E402
+from xfbench.adapters.tensorflow_adapter import TensorFlowAdapter  # noqa: E402
+from xfbench.harness.adapter import Unsupported  # noqa: E402
+from xfbench.harness.models import ModelSpec, build_spec  # noqa: E402
+from xfbench.harness.optimizers import OPTIMIZERS, OptimizerSpec, build_optimizer  # noqa: E402
+from xfbench.harness.weights import init_weights, make_inputs  # noqa: E402
 
 _TOKENS = {"vocab": 50, "embed": 8, "hidden": 4, "seq_len": 5}
 # AlexNet at 96 px keeps a 2x2 map at the flatten, so the (C, H, W) order of fc6 is exercised.
@@ -47,7 +47,7 @@ def _tf(spec: ModelSpec, optimizer: OptimizerSpec | None = None, precision: str 
 
 def _torch(spec: ModelSpec, optimizer: OptimizerSpec | None = None, precision: str = "fp32"):
     pytest.importorskip("torch")
-    from adapters.torch_adapter import TorchAdapter
+    from xfbench.adapters.torch_adapter import TorchAdapter
     adapter = TorchAdapter(device="cpu", precision=precision, threads=2, seed=0)
     adapter.build(spec, optimizer)
     return adapter

@@ -1,6 +1,6 @@
 """The timing protocol driven by a fake clock: exact numbers, no real time involved."""
-from harness.case import MeasureConfig
-from harness.measure.timing import measure, step_timer
+from xfbench.harness.case import MeasureConfig
+from xfbench.harness.measure.timing import measure, step_timer
 
 
 class FakeClock:

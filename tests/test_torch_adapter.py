@@ -4,11 +4,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from adapters.torch_adapter import TorchAdapter  # noqa: E402
-from harness.models import build_spec  # noqa: E402
-from harness.optimizers import OPTIMIZERS, build_optimizer  # noqa: E402
-from harness.weights import init_weights, make_inputs  # noqa: E402
-from harness.models import TINY_SIZES as TINY_MODELS  # noqa: E402
+from xfbench.adapters.torch_adapter import TorchAdapter  # noqa: E402
+from xfbench.harness.models import build_spec  # noqa: E402
+from xfbench.harness.optimizers import OPTIMIZERS, build_optimizer  # noqa: E402
+from xfbench.harness.weights import init_weights, make_inputs  # noqa: E402
+from xfbench.harness.models import TINY_SIZES as TINY_MODELS  # noqa: E402
 
 
 def adapter(model, optimizer="sgd", precision="fp32", **params):
@@ -109,7 +109,7 @@ def test_dropout_is_on_in_training_only():
 
 
 def test_cuda_and_tf32_on_cpu_are_unsupported():
-    from harness.adapter import Unsupported
+    from xfbench.harness.adapter import Unsupported
 
     if not torch.cuda.is_available():
         with pytest.raises(Unsupported, match="CUDA"):
@@ -159,8 +159,8 @@ def test_torch_compile_of_a_recurrent_model_says_the_rnn_runs_eagerly():
 
 
 def test_a_compiled_case_that_compiled_nothing_is_skipped_with_the_reason(monkeypatch):
-    from adapters import torch_adapter
-    from harness.adapter import Unsupported
+    from xfbench.adapters import torch_adapter
+    from xfbench.harness.adapter import Unsupported
 
     a, spec = adapter("lenet5")
     a.compile = True  # as if compiled, with Dynamo's counters saying that nothing was
@@ -187,8 +187,8 @@ def test_preload_leaves_the_optimizer_nothing_to_import():
     fork server pays for it once and no train case's set-up time holds a 2 s import."""
     import subprocess
     import sys
-    code = ("import sys; from adapters.torch_adapter import TorchAdapter; from harness.models import build_spec;"
-            "from harness.optimizers import build_optimizer; TorchAdapter.preload(); before = set(sys.modules);"
+    code = ("import sys; from xfbench.adapters.torch_adapter import TorchAdapter; from xfbench.harness.models import build_spec;"
+            "from xfbench.harness.optimizers import build_optimizer; TorchAdapter.preload(); before = set(sys.modules);"
             "a = TorchAdapter(device='cpu', precision='fp32', threads=1, seed=0);"
             "a.build(build_spec('lenet5'), build_optimizer('sgd')); print(len(set(sys.modules) - before))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

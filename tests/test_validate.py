@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness.adapter import AdapterInfo, discover
-from harness.case import Case, MeasureConfig
-from harness.results import RunDir
-from harness.measure.runner import run_cases
-from harness.plan.suites import expand, load_suite
-from harness.equivalence import max_abs_rel, pair_norm_error
-from harness.records import Record
-from harness.validate import Check, Validation, validate
-from harness.validate.cache import CACHE_FILE, certified, read_cache, validation_lookup, write_cache
-from harness.validate.matrix import forward_gate, gate_key_of
+from xfbench.harness.adapter import AdapterInfo, discover
+from xfbench.harness.case import Case, MeasureConfig
+from xfbench.harness.results import RunDir
+from xfbench.harness.measure.runner import run_cases
+from xfbench.harness.plan.suites import expand, load_suite
+from xfbench.harness.equivalence import max_abs_rel, pair_norm_error
+from xfbench.harness.records import Record
+from xfbench.harness.validate import Check, Validation, validate
+from xfbench.harness.validate.cache import CACHE_FILE, certified, read_cache, validation_lookup, write_cache
+from xfbench.harness.validate.matrix import forward_gate, gate_key_of
 
 
 def gate_key(case: Case) -> str:
@@ -166,21 +166,21 @@ def test_reference_adapter_is_not_part_of_all():
 
 
 def test_cli_validate_prints_the_matrix_and_exits_1_on_failure(monkeypatch, tmp_path):
-    import harness.validate as v
+    import xfbench.harness.validate as v
     monkeypatch.setattr(v, "validate", lambda **kw: _validation(False))
-    out = CliRunner().invoke(__import__("harness.cli", fromlist=["main"]).main,
+    out = CliRunner().invoke(__import__("xfbench.harness.cli", fromlist=["main"]).main,
                              ["validate", "--tiny", "--out", str(tmp_path)])
     assert out.exit_code == 1
     assert "lenet5" in out.output and "FAIL" in out.output and "1.0e-02" in out.output
     assert (tmp_path / CACHE_FILE).exists()
     monkeypatch.setattr(v, "validate", lambda **kw: _validation(True))
-    out = CliRunner().invoke(__import__("harness.cli", fromlist=["main"]).main,
+    out = CliRunner().invoke(__import__("xfbench.harness.cli", fromlist=["main"]).main,
                              ["validate", "--tiny", "--out", str(tmp_path)])
     assert out.exit_code == 0 and "passed" in out.output
 
 
 def test_cli_validate_rejects_unknown_names(tmp_path):
-    from harness.cli import main
+    from xfbench.harness.cli import main
     out = CliRunner().invoke(main, ["validate", "--models", "resnet", "--out", str(tmp_path)])
     assert out.exit_code == 2 and "unknown model 'resnet'" in out.output
 

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from adapters.jax_adapter import _Recurrent, _loss
+from xfbench.adapters.jax_adapter import _Recurrent, _loss
 
 cell_kind = sys.argv[1] if len(sys.argv) > 1 else "lstm"
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 8

@@ -14,10 +14,10 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 import tensorflow as tf
 tf.config.threading.set_intra_op_parallelism_threads(2)
 tf.config.threading.set_inter_op_parallelism_threads(2)
-from adapters.tensorflow_adapter import TensorFlowAdapter
-from harness.models import build_spec
-from harness.optimizers import build_optimizer
-from harness.weights import init_weights, make_inputs
+from xfbench.adapters.tensorflow_adapter import TensorFlowAdapter
+from xfbench.harness.models import build_spec
+from xfbench.harness.optimizers import build_optimizer
+from xfbench.harness.weights import init_weights, make_inputs
 
 def bench(fn, n=8):
     fn(); fn()
@@ -36,7 +36,7 @@ if variant in ("adapter", "adapter-xla"):
     out["infer_step_s"] = bench(lambda: (a.infer_step(b), a.sync()))
 elif variant == "layers":
     # forward+backward of each layer alone, at the shapes AlexNet gives it (batch 2, NHWC)
-    from harness.models import feature_shapes, Conv, Dense
+    from xfbench.harness.models import feature_shapes, Conv, Dense
     for layer, chw_in, chw_out in feature_shapes(spec):
         if isinstance(layer, Conv):
             c, h, w = chw_in

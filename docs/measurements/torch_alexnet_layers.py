@@ -4,7 +4,7 @@
 """
 import time, json, numpy as np, torch
 torch.set_num_threads(2)
-from harness.models import feature_shapes, build_spec, Conv
+from xfbench.harness.models import feature_shapes, build_spec, Conv
 def bench(fn, n=8):
     fn(); fn(); ts = []
     for _ in range(n):

@@ -7,10 +7,10 @@ Prints the first (compiling) step and the mean of 10 train steps, eager and comp
 """
 import time, sys, torch
 torch._dynamo.config.allow_rnn = sys.argv[3] == "1"
-from adapters.torch_adapter import TorchAdapter, _compile_counters
-from harness.models import build_spec, TINY_SIZES
-from harness.optimizers import build_optimizer
-from harness.weights import init_weights, make_inputs
+from xfbench.adapters.torch_adapter import TorchAdapter, _compile_counters
+from xfbench.harness.models import build_spec, TINY_SIZES
+from xfbench.harness.optimizers import build_optimizer
+from xfbench.harness.weights import init_weights, make_inputs
 model = sys.argv[1]; tiny = sys.argv[2] == "tiny"
 spec = build_spec(model, **(TINY_SIZES[model] if tiny else {}))
 for compile in (False, True):

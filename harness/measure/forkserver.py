@@ -10,11 +10,11 @@ What it shares with its siblings of the round is the address-space layout the se
 runner starts new servers for every round, so the processes of one case never come from the same one.
 
 Protocol (the runner's side is `ForkServer`): the server is started as
-`python -m harness.measure.forkserver ADAPTER THREADS DEVICE REPLY_FD`; it writes one JSON line to
+`python -m xfbench.harness.measure.forkserver ADAPTER THREADS DEVICE REPLY_FD`; it writes one JSON line to
 REPLY_FD, {"ready": true} or {"error": "..."}; then for each request line on stdin, {"case": path,
 "record": path, "log": path}, it answers {"pid": N} when the child runs and {"exit": code} when it has
 ended (negative: killed by that signal). A request {"peak": path, ...} measures the roofline
-(harness.measure.peak) instead, its reply written to "record". End of stdin ends the server.
+(xfbench.harness.measure.peak) instead, its reply written to "record". End of stdin ends the server.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _child(request: dict[str, str], prepared: Any, server: int, reply_fd: int) -
     die_with_parent(server)
     os.chdir(Path(request["log"]).parent)
     from ..results import write_json_atomic
-    if "peak" in request:  # the roofline (harness.measure.peak) of this server's adapter
+    if "peak" in request:  # the roofline (xfbench.harness.measure.peak) of this server's adapter
         from .peak import answer
         with open(request["peak"]) as f:
             write_json_atomic(request["record"], answer(json.load(f), prepared.adapter_cls))
@@ -112,7 +112,7 @@ def serve(adapter: str, threads: int, device: str, reply_fd: int) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4:
-        print("usage: python -m harness.measure.forkserver ADAPTER THREADS DEVICE REPLY_FD", file=sys.stderr)
+        print("usage: python -m xfbench.harness.measure.forkserver ADAPTER THREADS DEVICE REPLY_FD", file=sys.stderr)
         return 2
     return serve(argv[0], int(argv[1]), argv[2], int(argv[3]))
 
@@ -131,7 +131,7 @@ class ForkServer:
         try:
             with open(self.log_file, "wb") as log:
                 self.proc = subprocess.Popen(
-                    module_command("harness.measure.forkserver", adapter, str(threads), device, str(write_fd)),
+                    module_command("xfbench.harness.measure.forkserver", adapter, str(threads), device, str(write_fd)),
                     stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=worker_env(),
                     start_new_session=True, cwd=self.log_file.parent, pass_fds=(write_fd,))
         except OSError as e:
@@ -173,7 +173,7 @@ class ForkServer:
         """Measure a case in a forked process; its exit code, None on timeout (as `process.run_isolated`).
 
         Over `rss_limit_bytes` (the forked process and its children) it is killed and MemoryLimitExceeded raised.
-        `kind` "peak": `case_file` is a roofline request (harness.measure.peak) instead.
+        `kind` "peak": `case_file` is a roofline request (xfbench.harness.measure.peak) instead.
         """
         request = {kind: str(case_file), "record": str(record_file), "log": str(Path(log_file).absolute())}
         try:

@@ -3,11 +3,11 @@
 A case's achieved GFLOP/s means little alone: 50 GFLOP/s is most of a 2-core CPU and a rounding error on a
 GPU. So the peak is measured, never looked up: an n x n float32 matmul (2 n^3 FLOPs) and a copy of a large
 array (read and write: 2 x nbytes), each with the call a framework expert would use (`Adapter.peak_gemm`,
-`Adapter.peak_copy`), timed with a case's protocol (harness.measure.timing: first call, warm-up,
+`Adapter.peak_copy`), timed with a case's protocol (xfbench.harness.measure.timing: first call, warm-up,
 calibration, samples of k calls and the adapter's full sync; median and bootstrap 95% CI) but shorter,
 with the suite's threads and pinning.
 
-One framework per process, as for cases: `bench peak` starts `python -m harness.measure.peak REQUEST.json
+One framework per process, as for cases: `bench peak` starts `python -m xfbench.harness.measure.peak REQUEST.json
 RESULT.json` per adapter (`measure_peaks`); `run_peak` measures inside a process that is already pinned
 and has imported the framework (a fork server). A run directory may keep the results as `peak.json`
 (adapter name -> `run_peak`'s dict, docs/spec.md section 7.7), which the report reads.
@@ -37,7 +37,7 @@ DEFAULT_COPY_BYTES = 256 * 2**20  # well beyond any CPU's last-level cache and a
 PEAK_MEASURE = MeasureConfig(warmup_steps=2, warmup_s=0.2, min_sample_s=0.1, min_samples=5, max_samples=100,
                              target_ci=0.02, max_time_s=1.0)
 PEAK_TIMEOUT_S = 300.0  # one worker: import, both kernels; TensorFlow's import alone takes ~10 s on 2 cores
-CV_WARN = 0.05  # as a case's (harness.measure.worker)
+CV_WARN = 0.05  # as a case's (xfbench.harness.measure.worker)
 REQUIRED = ("gemm_n", "gemm_gflops", "gemm_gflops_ci", "copy_bytes", "copy_gbs", "copy_gbs_ci", "device", "threads")
 
 
@@ -116,7 +116,7 @@ def run_peak(adapter_cls: type, name: str, device: str, threads: int, n: int = D
     """The roofline of adapter `name` in this process, which is pinned already and has imported its framework.
 
     The adapter is built as a case's would be (the adapter's options from its registration, fp32, seed 0),
-    so its constructor sets the same thread and precision knobs. Raises `harness.adapter.Unsupported`
+    so its constructor sets the same thread and precision knobs. Raises `xfbench.harness.adapter.Unsupported`
     where the adapter cannot serve the device or has no peak kernels.
     """
     from ..adapter import discover
@@ -171,7 +171,7 @@ Launch = Callable[[str, Path, Path, Path, float], "int | None"]
 
 
 def fresh_worker(name: str, request: Path, result: Path, log: Path, timeout_s: float) -> int | None:
-    """Run one peak request in a fresh interpreter (`python -m harness.measure.peak`)."""
+    """Run one peak request in a fresh interpreter (`python -m xfbench.harness.measure.peak`)."""
     return run_isolated(module_command(__name__, request, result), log, timeout_s)
 
 
@@ -260,10 +260,10 @@ def answer(req: dict[str, Any], adapter_cls: type | None = None) -> dict[str, An
 
 
 def main(argv: list[str]) -> int:
-    """`python -m harness.measure.peak REQUEST.json RESULT.json`: pin, import one framework, measure, write."""
+    """`python -m xfbench.harness.measure.peak REQUEST.json RESULT.json`: pin, import one framework, measure, write."""
     die_with_parent()
     if len(argv) != 2:
-        print("usage: python -m harness.measure.peak REQUEST.json RESULT.json", file=sys.stderr)
+        print("usage: python -m xfbench.harness.measure.peak REQUEST.json RESULT.json", file=sys.stderr)
         return 2
     write_json_atomic(argv[1], answer(json.loads(Path(argv[0]).read_text())))
     return 0

@@ -1,7 +1,7 @@
 """Worker processes: how the parent starts, bounds and kills them, and what a worker does first.
 
-Both kinds of worker (a measured case, `harness.measure.worker`; a validation job,
-`harness.validate.worker`) start through `run_isolated`: a session of its own, output to a log file,
+Both kinds of worker (a measured case, `xfbench.harness.measure.worker`; a validation job,
+`xfbench.harness.validate.worker`) start through `run_isolated`: a session of its own, output to a log file,
 a timeout that kills the whole process group, and death with the parent (`die_with_parent`).
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ from .host import available_memory_bytes
 from .process import (MemoryLimitExceeded, exit_reason, module_command, reap_orphans, run_isolated,
                       signals_interrupt, tail)
 
-# case -> (its `validated` entry or None, why it must not be timed or None); see harness.validate.cache
+# case -> (its `validated` entry or None, why it must not be timed or None); see xfbench.harness.validate.cache
 Validation = Callable[[Case], "tuple[dict[str, Any] | None, str | None]"]
 
 
@@ -77,7 +77,7 @@ def run_worker(case: Case, workdir: Path, logdir: Path,
     """Run `case` in a process of its own and return its validated record, or a failed/timeout record.
 
     A fresh interpreter, or with `servers` and process_start "fork", a process forked from the fork
-    server of its framework and round (harness.measure.forkserver); if that server cannot start or
+    server of its framework and round (xfbench.harness.measure.forkserver); if that server cannot start or
     stops answering, a fresh interpreter after all.
     """
     workdir, logdir = workdir.absolute(), logdir.absolute()  # the worker runs in another directory
@@ -87,7 +87,7 @@ def run_worker(case: Case, workdir: Path, logdir: Path,
     log_file = logdir / f"{case.case_id}.log"
     case_file.write_text(json.dumps(case.to_dict()))
     rec_file.unlink(missing_ok=True)
-    cmd = (command or (lambda c, r: module_command("harness.measure.worker", c, r)))(case_file, rec_file)
+    cmd = (command or (lambda c, r: module_command("xfbench.harness.measure.worker", c, r)))(case_file, rec_file)
     started = time.time()
     limit = memory_limit_bytes(case, available_memory_bytes())
     try:

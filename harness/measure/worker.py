@@ -1,7 +1,7 @@
 """The worker: one process per case, one framework imported, one JSON record written.
 
-Usage (by the runner, not by people): python -m harness.measure.worker CASE.json RECORD.json
-A case with process_start "fork" runs `run_case` in a process forked from harness.measure.forkserver
+Usage (by the runner, not by people): python -m xfbench.harness.measure.worker CASE.json RECORD.json
+A case with process_start "fork" runs `run_case` in a process forked from xfbench.harness.measure.forkserver
 instead, which did `prepare` once for every case of its framework in the round.
 """
 from __future__ import annotations
@@ -147,7 +147,7 @@ class Prepared:
 
     cpus: list[int]
     env: dict[str, str | None]  # MANIFEST_ENV as the user and the thread caps set it, before the adapter's defaults
-    info: Any  # harness.adapter.AdapterInfo (imported after the thread caps, as numpy is)
+    info: Any  # xfbench.harness.adapter.AdapterInfo (imported after the thread caps, as numpy is)
     adapter_cls: type
     import_s: float
 
@@ -194,7 +194,7 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
 
         step = adapter.train_step if case.mode == "train" else adapter.infer_step
         timer = step_timer(lambda: step(batch), adapter.sync)
-        # On CPU, other processes' use of the pinned CPUs is checked around every sample (harness.measure.contention).
+        # On CPU, other processes' use of the pinned CPUs is checked around every sample (xfbench.harness.measure.contention).
         contention = ContentionMeter(timer, cpus) if case.device == "cpu" else None
         meter = CpuMeter(contention or timer)
         memory = PeakMemory(adapter)
@@ -242,7 +242,7 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
 def main(argv: list[str]) -> int:
     die_with_parent()
     if len(argv) != 2:
-        print("usage: python -m harness.measure.worker CASE.json RECORD.json", file=sys.stderr)
+        print("usage: python -m xfbench.harness.measure.worker CASE.json RECORD.json", file=sys.stderr)
         return 2
     with open(argv[0]) as f:
         case = Case.from_dict(json.load(f))

@@ -3,7 +3,7 @@
 It is an order of magnitude, not a prediction: parameters (times 4 when training: weights, gradients
 and up to two optimizer states) plus every layer's output for the whole batch (times 2 when training:
 kept for the backward pass, and their gradients). It only refuses what cannot fit at all in the memory
-available when the suite is planned; what a worker really uses is bounded by `harness.measure.runner`.
+available when the suite is planned; what a worker really uses is bounded by `xfbench.harness.measure.runner`.
 """
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ class Suite:
     description: str
     seed: int
     entries: list[dict[str, Any]] = field(default_factory=list)  # defaults merged in, validated
-    roofline: bool = True  # measure the frameworks' peaks after the cases (harness.measure.runner.run_peaks)
+    roofline: bool = True  # measure the frameworks' peaks after the cases (xfbench.harness.measure.runner.run_peaks)
 
 
 def find_suite(name_or_path: str) -> Path:

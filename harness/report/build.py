@@ -1,6 +1,6 @@
-"""Records -> a `Report` (harness.report.model): tables of display strings, plot names, the verdict.
+"""Records -> a `Report` (xfbench.harness.report.model): tables of display strings, plot names, the verdict.
 
-Nothing here measures or writes: `harness.report.write` renders the Report in every format and draws
+Nothing here measures or writes: `xfbench.harness.report.write` renders the Report in every format and draws
 the plots. Every number is a pure function of cases.jsonl and run.json, and of peak.json where a run
 has one (seeded bootstraps, UTC dates), so the same records always give byte-identical output.
 """
@@ -82,7 +82,7 @@ CPU_CAP_PREFIXES = ("thread cap exceeded", "cores idle")
 
 
 def _validated(rec: Record) -> str:
-    # From the record's `validated` entry (harness.validate.cache); absent: `bench validate` never ran.
+    # From the record's `validated` entry (xfbench.harness.validate.cache); absent: `bench validate` never ran.
     v = rec.validated
     if not v or not v.get("status"):
         return "not validated"

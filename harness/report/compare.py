@@ -2,7 +2,7 @@
 
 A configuration is matched on its case config without the measurement knobs (`measure`,
 `case_timeout_s`) and the process index; its processes are pooled. Significance follows
-`harness.analysis.significance` (Mann-Whitney U p < 0.05 and non-overlapping 95% CIs of the medians).
+`xfbench.harness.analysis.significance` (Mann-Whitney U p < 0.05 and non-overlapping 95% CIs of the medians).
 """
 from __future__ import annotations
 

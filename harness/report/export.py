@@ -3,7 +3,7 @@
 - `pytest-benchmark`: the JSON that `pytest-benchmark compare FILE...` reads (its storage format: one
   benchmark per configuration, processes pooled; `stats.data` holds the per-step seconds, `iterations`
   the steps per sample; quartiles are numpy's linear percentiles).
-- `csv`, `parquet`: one row per case record (`harness.results.load_frame`), as results.csv.
+- `csv`, `parquet`: one row per case record (`xfbench.harness.results.load_frame`), as results.csv.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 every report format.
 
 `at_a_glance` is pure (records and report Groups in, a `Glance` of numbers and marks out); `draw_glance`
-draws it with matplotlib like harness.report.plots. A cell is the framework's throughput over the
+draws it with matplotlib like xfbench.harness.report.plots. A cell is the framework's throughput over the
 fastest framework's on the same job (the "rel. speed" of the tables, from `vs_fastest`), marked "tied"
 where the report calls it tied with the fastest (the fastest too, when something ties with it),
 "contended" where its record warns of other processes on its CPUs or GPU, "1 process" where its CI

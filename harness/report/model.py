@@ -41,7 +41,7 @@ class Config:
     process_times_s: tuple[tuple[float, ...], ...] = ()  # times_s split by worker process
     memory_whole_run: bool = False
     # The least SD of log(median step time) the run's pooled process-to-process spread allows for this many
-    # processes (harness.analysis.stats.median_floor); None where no configuration of the run had two.
+    # processes (xfbench.harness.analysis.stats.median_floor); None where no configuration of the run had two.
     median_floor: float | None = None
 
     @property

@@ -1,4 +1,4 @@
-"""The report's roofline: the host's measured peaks (a run's peak.json, harness.measure.peak) and each job's
+"""The report's roofline: the host's measured peaks (a run's peak.json, xfbench.harness.measure.peak) and each job's
 achieved GFLOP/s as a share of them.
 
 The headline share divides by the *host* peak, the fastest framework's GEMM on the device (at the job's

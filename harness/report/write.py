@@ -1,4 +1,4 @@
-"""Write a run's reports: every format of `harness.report.formats`, results.csv and plots/*.png."""
+"""Write a run's reports: every format of `xfbench.harness.report.formats`, results.csv and plots/*.png."""
 from __future__ import annotations
 
 from pathlib import Path

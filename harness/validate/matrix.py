@@ -1,8 +1,8 @@
 """`bench validate`: every framework against every other and the NumPy reference (docs/spec.md section 6).
 
 The parent writes a seeded canonical weight set and inputs per model, runs one worker process per
-adapter (`harness.validate.worker`; this module never imports a framework) and compares the `.npz` files
-the workers leave behind, with the metrics and tolerances of `harness.equivalence`.
+adapter (`xfbench.harness.validate.worker`; this module never imports a framework) and compares the `.npz` files
+the workers leave behind, with the metrics and tolerances of `xfbench.harness.equivalence`.
 """
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def run_worker(info: AdapterInfo, job: dict[str, Any], workdir: Path, timeout_s:
     path = workdir.absolute() / f"job-{adapter}.json"  # the worker runs in another directory
     path.write_text(json.dumps({**job, "adapter": adapter, "info": asdict(info)}))
     log = workdir / f"{adapter}.log"
-    code = run_isolated(module_command("harness.validate.worker", path), log, timeout_s)
+    code = run_isolated(module_command("xfbench.harness.validate.worker", path), log, timeout_s)
     if code is None:
         return f"worker passed {timeout_s:g} s"
     if code:

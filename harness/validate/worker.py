@@ -1,6 +1,6 @@
 """The validation worker: one framework, one process, its numbers for `bench validate` as canonical .npz.
 
-Usage (by harness.validate.matrix, not by people): python -m harness.validate.worker JOB.json
+Usage (by xfbench.harness.validate.matrix, not by people): python -m xfbench.harness.validate.worker JOB.json
 
 JOB names the adapter, the check set ("forward" or "full"), the optimizers, the number of curve steps,
 the threads, and per model a directory holding `weights.npz` and `inputs.npz` (written by the parent).
@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
 
     die_with_parent()
     if len(argv) != 1:
-        print("usage: python -m harness.validate.worker JOB.json", file=sys.stderr)
+        print("usage: python -m xfbench.harness.validate.worker JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text())
     pin_threads(job["threads"])  # before numpy or the framework loads its thread pools

@@ -2,9 +2,9 @@
 
 Two processes running identical code on this shared machine differ by up to ~20% (see overhead.py), which
 hides a 2% budget. This script removes that spread: in one process, pinned and capped like a worker
-(harness.measure.process.pin_threads), it builds the adapter once and alternates samples of
+(xfbench.harness.measure.process.pin_threads), it builds the adapter once and alternates samples of
 
-  harness: harness.measure.timing.step_timer(adapter.train_step, adapter.sync)  (what `bench run` times), and
+  harness: xfbench.harness.measure.timing.step_timer(adapter.train_step, adapter.sync)  (what `bench run` times), and
   hand:    the step a framework tutorial writes, on the same model, optimizer and batch, then the same sync
 
 in ABBA order (neither always first) for --pairs pairs, and prints the median per-step time of each
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
 
-from harness.measure.process import pin_threads  # noqa: E402  (first: before numpy or a framework loads)
+from xfbench.harness.measure.process import pin_threads  # noqa: E402  (first: before numpy or a framework loads)
 
 
 def hand_torch(adapter, batch):
@@ -82,12 +82,12 @@ def main() -> None:
     args = p.parse_args()
     pin_threads(args.threads)
 
-    from harness.adapter import discover
-    from harness.models import build_spec
-    from harness.optimizers import build_optimizer
-    from harness.analysis.stats import median_ci
-    from harness.measure.timing import step_timer
-    from harness.weights import init_weights, make_inputs
+    from xfbench.harness.adapter import discover
+    from xfbench.harness.models import build_spec
+    from xfbench.harness.optimizers import build_optimizer
+    from xfbench.harness.analysis.stats import median_ci
+    from xfbench.harness.measure.timing import step_timer
+    from xfbench.harness.weights import init_weights, make_inputs
 
     spec = build_spec("lenet5")
     adapter = discover()[args.adapter].load()(device="cpu", precision="fp32", threads=args.threads, seed=0)

@@ -3,7 +3,7 @@
 On a shared machine one process can run 15% faster than the next with identical code, so a single
 pair proves nothing about a 2% budget. This script runs ROUNDS rounds; each round runs the hand-written
 baseline and the harness once, in a seeded random order, and prints every pair, then the median of the
-per-round ratios harness / hand with its bootstrap 95% CI (harness.analysis.stats.median_ci). The harness loses
+per-round ratios harness / hand with its bootstrap 95% CI (xfbench.harness.analysis.stats.median_ci). The harness loses
 at most 2% when that CI's lower bound is >= 0.98.
 
     .venv/bin/python tests/baselines/overhead.py torch --rounds 10
@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
-from harness.analysis.stats import median_ci  # noqa: E402
+from xfbench.harness.analysis.stats import median_ci  # noqa: E402
 
 HAND = {  # adapter -> the hand-written baseline's command-line arguments
     "torch": ["hand_torch.py"],

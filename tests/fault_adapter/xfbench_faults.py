@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapter import Adapter, AdapterInfo
+from xfbench.harness.adapter import Adapter, AdapterInfo
 
 FAULTY = AdapterInfo(name="faulty", framework="faulty", target="xfbench_faults:FaultyAdapter",
                      requires=("numpy",), summary="test only: crashes, hangs, floods or lies on request")

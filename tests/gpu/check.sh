@@ -137,7 +137,7 @@ import os
 import sys
 
 try:
-    import harness
+    import xfbench.harness as harness
 except ImportError:
     sys.exit(1)
 if os.path.dirname(os.path.realpath(os.path.dirname(harness.__file__))) != os.path.realpath(sys.argv[1]):

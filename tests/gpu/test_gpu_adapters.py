@@ -2,7 +2,7 @@
 
 Skipped with the reason on a machine without a GPU (tests/gpu/conftest.py). Run: `pytest -m gpu tests/gpu`.
 No test asserts on a timing. Adapters are loaded by name through the entry-point registry
-(`harness.adapter.discover()`), never by module path, so these tests do not care where they live.
+(`xfbench.harness.adapter.discover()`), never by module path, so these tests do not care where they live.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.adapter import discover
-from harness.models import build_spec
-from harness.optimizers import build_optimizer
-from harness.weights import init_weights, make_inputs
+from xfbench.harness.adapter import discover
+from xfbench.harness.models import build_spec
+from xfbench.harness.optimizers import build_optimizer
+from xfbench.harness.weights import init_weights, make_inputs
 
 pytestmark = pytest.mark.gpu
 
@@ -27,7 +27,7 @@ FORWARD_TOL = 1e-5  # float32 logits and loss, max-abs-relative: bench validate'
 
 def _tiny_sizes() -> dict[str, dict]:
     """The tiny hyper-parameters the adapter tests and `bench validate --tiny` use, wherever they live now."""
-    for module in ("harness.models", "harness.validate"):
+    for module in ("xfbench.harness.models", "xfbench.harness.validate"):
         try:
             return dict(__import__(module, fromlist=["TINY_SIZES"]).TINY_SIZES)
         except (ImportError, AttributeError):

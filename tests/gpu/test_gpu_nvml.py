@@ -1,4 +1,4 @@
-"""NVML's process list on a real GPU (harness.measure.gpu_contention): a process holding a CUDA context is
+"""NVML's process list on a real GPU (xfbench.harness.measure.gpu_contention): a process holding a CUDA context is
 seen by others and does not see itself. Needs torch on CUDA; without `nvidia-ml-py` (`pip install -e .[gpu]`)
 it checks only that the answer is None.
 """
@@ -12,14 +12,14 @@ import textwrap
 
 import pytest
 
-from harness.measure.gpu_contention import other_gpu_processes
+from xfbench.harness.measure.gpu_contention import other_gpu_processes
 
 pytestmark = pytest.mark.gpu
 
 # A child that takes a CUDA context, says what it sees itself, then waits to be read (a line on stdin).
 CHILD = textwrap.dedent("""
     import sys, torch
-    from harness.measure.gpu_contention import other_gpu_processes
+    from xfbench.harness.measure.gpu_contention import other_gpu_processes
     torch.ones(1, device="cuda")
     torch.cuda.synchronize()
     print(repr(other_gpu_processes(0, holding_context=True)), flush=True)

@@ -1,7 +1,7 @@
 """Report formats: each module here renders a `Report` into one file of the run directory.
 
 A format is one new module in this package with `FILENAME` (the file it writes, e.g. "report.md") and
-`render(report, run_path) -> str`; `harness.report.write` finds every such module, nothing else changes.
+`render(report, run_path) -> str`; `xfbench.harness.report.write` finds every such module, nothing else changes.
 """
 from __future__ import annotations
 
