@@ -20,6 +20,8 @@ from .models import ModelSpec
 from .optimizers import OptimizerSpec
 
 ENTRY_POINT_GROUP = "xfbench.adapters"
+# The version of the adapter API (xfbench.harness.api): raised when a change would break existing plugins.
+ADAPTER_API = 1
 
 
 class Unsupported(Exception):
@@ -39,6 +41,8 @@ class AdapterInfo:
     options: dict[str, Any] = field(default_factory=dict)  # passed to the Adapter constructor
     # A reference implementation (the NumPy oracle): validated against, never timed in "all" suites.
     reference: bool = False
+    # The ADAPTER_API this adapter was written for; the harness refuses one written for another.
+    api: int = 1
 
     def missing(self) -> list[str]:
         """Import names that are not installed (checked without importing them)."""
