@@ -12,8 +12,9 @@ adapter, float64) are skipped when the adapter raises `Unsupported`.
 """
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -52,6 +53,41 @@ def fail(check: str, message: str) -> None:
     pytest.fail(f"conformance check '{check}' failed: {message}", pytrace=False)
 
 
+def check(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Name the check in every failure of the test it decorates, not only in those it detects itself.
+
+    A method that still raises NotImplementedError (a `bench new-adapter` skeleton) fails with
+    "conformance check 'X' failed: not implemented: Class.method: what it must do", without a traceback;
+    any other exception fails with the check's name and keeps its traceback, which the author needs.
+    Skips and failures (pytest's outcomes derive from BaseException) pass through.
+    """
+    def decorate(test: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(test)
+        def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                test(*args, **kwargs)
+            except NotImplementedError as e:
+                fail(name, f"not implemented: {_raiser(e)}{e or 'NotImplementedError'}")
+            except Exception as e:
+                raise AssertionError(f"conformance check '{name}' failed: {type(e).__name__}: {e}") from e
+        return run
+    return decorate
+
+
+def _raiser(e: BaseException) -> str:
+    """'Class.method: ' of the innermost frame that raised `e`, where it is a method; else ''."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return ""
+    owner = tb.tb_frame.f_locals.get("self") or tb.tb_frame.f_locals.get("cls")
+    if owner is None:
+        return ""
+    cls = owner if isinstance(owner, type) else type(owner)
+    return f"{cls.__name__}.{tb.tb_frame.f_code.co_name}: "
+
+
 def make(target: str | type[Adapter], model: str, *, precision: str = "fp32", optimizer: str | None = None,
          **params: Any) -> tuple[Adapter, Any]:
     """Build `target` (adapter name or class) for a tiny `model`; skip what it does not offer."""
@@ -82,6 +118,7 @@ def reference(spec: Any, weights: dict[str, np.ndarray], precision: str = "fp32"
 
 
 @pytest.mark.parametrize("model", MODELS)
+@check("parameter count")
 def test_conformance_parameter_count(conformance_adapter, model):
     adapter, spec = make(conformance_adapter, model)
     if adapter.parameter_count() != spec.parameter_count():
@@ -90,6 +127,7 @@ def test_conformance_parameter_count(conformance_adapter, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+@check("output shapes")
 def test_conformance_output_shapes(conformance_adapter, model):
     adapter, spec = make(conformance_adapter, model)
     adapter.load_weights(init_weights(spec))
@@ -102,6 +140,7 @@ def test_conformance_output_shapes(conformance_adapter, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+@check("canonical weight round trip")
 def test_conformance_weight_round_trip(conformance_adapter, model):
     adapter, spec = make(conformance_adapter, model)
     weights = init_weights(spec, seed=7)
@@ -117,6 +156,7 @@ def test_conformance_weight_round_trip(conformance_adapter, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+@check("forward agreement")
 def test_conformance_forward_agrees_with_reference(conformance_adapter, model):
     adapter, spec = make(conformance_adapter, model)
     weights, (x, y) = init_weights(spec), make_inputs(spec, BATCH, seed=1)
@@ -131,6 +171,7 @@ def test_conformance_forward_agrees_with_reference(conformance_adapter, model):
 
 
 @pytest.mark.parametrize("model", MODELS)
+@check("gradients")
 def test_conformance_gradients_agree_with_finite_differences(conformance_adapter, model):
     adapter, spec = make(conformance_adapter, model, precision="fp64", optimizer="sgd", dropout=0.0) \
         if model == "alexnet" else make(conformance_adapter, model, precision="fp64", optimizer="sgd")
@@ -188,6 +229,7 @@ OPTIMIZER_CASES = [("lenet5", o) for o in OPTIMIZERS] + [("gru", "sgd"), ("gru",
 
 
 @pytest.mark.parametrize("model,optimizer", OPTIMIZER_CASES)
+@check("optimizer steps")
 def test_conformance_optimizer_steps(conformance_adapter, model, optimizer):
     """Two steps (one cannot tell momentum or dampening apart), each against NumPy on the adapter's gradients."""
     adapter, spec = make(conformance_adapter, model, precision="fp64", optimizer=optimizer)
@@ -214,6 +256,7 @@ def test_conformance_optimizer_steps(conformance_adapter, model, optimizer):
         pytest.skip(f"unsupported here: {e}")
 
 
+@check("inference disables dropout")
 def test_conformance_inference_disables_dropout(conformance_adapter):
     with_dropout, spec = make(conformance_adapter, "alexnet", dropout=0.5)
     without, plain = make(conformance_adapter, "alexnet", dropout=0.0)
@@ -229,6 +272,7 @@ def test_conformance_inference_disables_dropout(conformance_adapter):
 
 
 @pytest.mark.parametrize("mode", ["infer", "train"])
+@check("sync")
 def test_conformance_sync_leaves_no_work(conformance_adapter, mode):
     """Steps then sync() run and return; after a train sync the update is visible in the weights.
 
@@ -252,6 +296,7 @@ def test_conformance_sync_leaves_no_work(conformance_adapter, mode):
             fail("sync", "train steps left the weights unchanged after sync()")
 
 
+@check("settings manifest")
 def test_conformance_settings_manifest(conformance_adapter):
     adapter, _ = make(conformance_adapter, "lenet5")
     s = adapter.settings()
