@@ -12,6 +12,10 @@ TORCH_COMPILE = AdapterInfo(
     name="torch-compile", framework="torch", target="xfbench.adapters.torch_adapter:TorchAdapter",
     requires=("torch",), summary="PyTorch with torch.compile (inductor) on the model",
     options={"compile": True})
+TORCH_CHANNELS_LAST = AdapterInfo(
+    name="torch-channels-last", framework="torch", target="xfbench.adapters.torch_adapter:TorchAdapter",
+    requires=("torch",), summary="PyTorch eager, images and conv weights in channels_last (NHWC) memory",
+    options={"channels_last": True})
 TENSORFLOW = AdapterInfo(
     name="tensorflow", framework="tensorflow", target="xfbench.adapters.tensorflow_adapter:TensorFlowAdapter",
     requires=("tensorflow", "keras"), distributions=("tensorflow", "tensorflow-cpu", "keras"),

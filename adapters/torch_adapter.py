@@ -91,7 +91,7 @@ def _first_lines(breaks: dict[str, int]) -> list[str]:
 
 class TorchAdapter(Adapter):
     def __init__(self, *, device: str, precision: str, threads: int, seed: int, compile: bool = False,
-                 compile_mode: str = "default"):
+                 compile_mode: str = "default", channels_last: bool = False):
         super().__init__(device=device, precision=precision, threads=threads, seed=seed)
         if device == "cuda" and not torch.cuda.is_available():
             raise Unsupported("CUDA is not available to torch on this machine")
@@ -108,6 +108,10 @@ class TorchAdapter(Adapter):
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(seed)
         self.compile, self.compile_mode = compile, compile_mode
+        # NHWC strides for image models (torch.channels_last): what TensorFlow and Flax run by default, and
+        # oneDNN's and cuDNN's preferred layout for convolutions. Off by default: NCHW is torch's own default
+        # and, measured on 2 CPU cores, not slower here (docs/fairness.md, "Data layout").
+        self.channels_last = channels_last
         self.dtype = _DTYPES[precision]
         self.dev = torch.device(device)
         self._is_training: tuple[bool, bool] | None = None  # (model.training, dropout on)
@@ -121,6 +125,8 @@ class TorchAdapter(Adapter):
         self.spec = spec
         model = _image_model(spec) if spec.kind == "image" else _TokenModel(spec)
         self.model = model.to(self.dev, self.dtype)
+        if self.channels_last and spec.kind == "image":
+            self.model = self.model.to(memory_format=torch.channels_last)  # conv weights in (O, kh, kw, I) strides
         self.optimizer_spec = optimizer
         self.opt = self._make_optimizer() if optimizer else None
         # The functions `bench run` times; `forward` and `gradients` run the same ones (docs/spec.md 6.1).
@@ -201,6 +207,9 @@ class TorchAdapter(Adapter):
     def put_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if self.spec.kind == "image":
             xt = torch.as_tensor(x, device=self.dev, dtype=self.dtype)  # canonical NCHW is torch's own
+            if self.channels_last:  # the same NCHW shape, NHWC in memory
+                return xt.contiguous(memory_format=torch.channels_last), torch.as_tensor(y, device=self.dev,
+                                                                                          dtype=torch.long)
         else:
             xt = torch.as_tensor(x, device=self.dev, dtype=torch.long)
         return xt.contiguous(), torch.as_tensor(y, device=self.dev, dtype=torch.long)
@@ -335,7 +344,8 @@ class TorchAdapter(Adapter):
             "compile_scope": "none (eager)" if not self.compile else
                              "whole step, compiled around an eager RNN" if isinstance(self.model, _TokenModel) else
                              "whole step, compiled",
-            "data_layout": "NCHW" if self.spec.kind == "image" else "(B, T) int64, batch_first",
+            "data_layout": ("NCHW, channels_last strides (NHWC in memory)" if self.channels_last else "NCHW")
+                           if self.spec.kind == "image" else "(B, T) int64, batch_first",
             "optimizer_impl": "torch.optim defaults (foreach on CUDA, for-loop on CPU)",
             "mkldnn": torch.backends.mkldnn.is_available(),
         }

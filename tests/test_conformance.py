@@ -11,6 +11,7 @@ from xfbench.harness.conformance import (test_conformance_forward_agrees_with_re
 
 _NEEDS = {"torch": "torch", "tensorflow": "tensorflow", "jax": "flax", "numpy": "numpy"}
 ADAPTERS = [name for name, module in _NEEDS.items() if importlib.util.find_spec(module)]
+ADAPTERS += ["torch-channels-last"] if "torch" in ADAPTERS else []  # a variant made of options alone
 
 
 @pytest.fixture(autouse=True)

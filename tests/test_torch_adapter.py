@@ -145,6 +145,29 @@ def test_torch_compile_variant_matches_eager():
     assert s["compiled"]["graphs"] >= 2 and "Unsupported Tensor.backward() call" in s["compiled"]["break_reasons"]
 
 
+def test_channels_last_keeps_images_and_conv_weights_nhwc_in_memory_and_the_same_numbers():
+    spec = build_spec("lenet5", **TINY_MODELS["lenet5"])
+    x, y = make_inputs(spec, 2, seed=0)
+    runs = {}
+    for cl in (False, True):
+        a = TorchAdapter(device="cpu", precision="fp32", threads=1, seed=0, channels_last=cl)
+        a.build(spec, build_optimizer("sgd"))
+        a.load_weights(init_weights(spec, seed=1))
+        batch = a.put_batch(x, y)
+        conv = a.model.c3.weight  # (16, 6, 5, 5): with one input channel (c1, the images) both layouts coincide
+        assert batch[0].is_contiguous(memory_format=torch.channels_last)
+        assert conv.is_contiguous(memory_format=torch.channels_last) is cl and conv.shape == (16, 6, 5, 5)
+        logits = a.forward(batch)[0]
+        a.train_step(batch)
+        a.sync()
+        runs[cl] = logits, a.dump_weights(), a.settings()["data_layout"]
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-5, atol=1e-6)
+    for k, w in runs[False][1].items():
+        assert runs[True][1][k].flags.c_contiguous  # canonical layout on the way out, whatever the strides
+        np.testing.assert_allclose(runs[True][1][k], w, rtol=1e-5, atol=1e-6)
+    assert (runs[False][2], runs[True][2]) == ("NCHW", "NCHW, channels_last strides (NHWC in memory)")
+
+
 @pytest.mark.slow
 def test_torch_compile_of_a_recurrent_model_says_the_rnn_runs_eagerly():
     a = TorchAdapter(device="cpu", precision="fp32", threads=1, seed=0, compile=True)
