@@ -2,7 +2,10 @@
 import ast
 import importlib
 import inspect
+import os
 import pkgutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -83,3 +86,16 @@ def test_nothing_imports_the_folders_by_their_bare_names():
     files = [p for top in ("harness", "adapters", "tests") for p in (ROOT / top).rglob("*.py")]
     assert len(files) > 50
     assert [hit for p in files for hit in _bare_imports(p)] == []
+
+
+def test_a_foreign_top_level_adapters_package_does_not_shadow_ours(tmp_path):
+    """AdapterHub's distribution `adapters` installs a top-level `adapters`; with it first on the path, every
+    built-in adapter is still found, and both packages import."""
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "__init__.py").write_text("ADAPTERHUB = True\n")
+    code = ("import adapters, xfbench.adapters; from xfbench.harness.adapter import discover; "
+            "assert adapters.ADAPTERHUB; print(sorted(discover()))")
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, cwd="/",
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert {"numpy", "torch", "jax", "tensorflow"} <= set(eval(out.stdout))
