@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import __version__
 from .errors import XfbenchError
 from .models import ModelSpec
 from .optimizers import OptimizerSpec
@@ -85,8 +86,9 @@ def discover() -> dict[str, AdapterInfo]:
 def discover_all() -> tuple[dict[str, AdapterInfo], dict[str, str]]:
     """The working adapters by name, and the broken ones: name -> why (a one-line reason naming the package).
 
-    One broken third-party adapter (its module raises on import, or it is not an AdapterInfo) is set
-    aside so that every other command still works; a name registered twice is an AdapterClash.
+    One broken third-party adapter (its module raises on import, it is not an AdapterInfo, or it was written
+    for another ADAPTER_API) is set aside so that every other command still works; a name registered twice
+    is an AdapterClash.
     """
     found: dict[str, AdapterInfo] = {}
     broken: dict[str, str] = {}
@@ -98,10 +100,21 @@ def discover_all() -> tuple[dict[str, AdapterInfo], dict[str, str]]:
                                "uninstall one of them")
         owners[ep.name] = package
         try:
-            found[ep.name] = _load(ep)
+            info = _load(ep)
         except Exception as e:  # anything a third-party module does on import
             broken[ep.name] = f"{_one_line(e)} (entry point {ep.value} of {package})"
+            continue
+        if info.api != ADAPTER_API:
+            broken[ep.name] = api_mismatch(info.api, package)
+        else:
+            found[ep.name] = info
     return dict(sorted(found.items())), dict(sorted(broken.items()))
+
+
+def api_mismatch(api: object, package: str) -> str:
+    """Why an adapter written for another ADAPTER_API is refused, and the two ways out; one line."""
+    return (f"written for xfbench adapter API {api}; this xfbench ({__version__}) speaks API {ADAPTER_API}: "
+            f"install a version of {package} made for API {ADAPTER_API}, or an xfbench that speaks API {api}")
 
 
 def _load(ep: md.EntryPoint) -> AdapterInfo:

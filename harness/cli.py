@@ -68,14 +68,15 @@ class RichProgress:
 def summary_table(records: list[Record]) -> Table:
     t = Table(title="xfbench results", show_lines=False)
     for col, just in (("framework", "left"), ("model", "left"), ("mode", "left"), ("batch", "right"),
-                      ("samples/s", "right"), ("95% CI", "right"), ("status", "left")):
+                      ("samples/s", "right"), ("95% CI", "right")):
         t.add_column(col, justify=just)
+    t.add_column("status", overflow="fold")  # a failure's reason wraps, never cut: it is what the user acts on
     for r in sorted(records, key=lambda r: (r.case.model, r.case.mode, r.case.batch_size, r.case.framework)):
         c, m = r.case, r.metrics
         t.add_row(escape(c.framework), c.model, c.mode, str(c.batch_size),
                   f"{m.samples_per_s:,.1f}" if r.ok else "-",
                   f"{m.samples_per_s_ci[0]:,.1f}–{m.samples_per_s_ci[1]:,.1f}" if r.ok else "-",
-                  r.status if r.ok or not r.reason else escape(f"{r.status}: {r.reason[:60]}"))
+                  r.status if r.ok or not r.reason else escape(f"{r.status}: {r.reason.strip().splitlines()[0]}"))
     return t
 
 
@@ -329,20 +330,16 @@ def export(run_dir: Path, fmt: str, output: Path | None) -> None:
 
 @main.command("list")
 @click.argument("what", type=click.Choice(["suites", "models", "frameworks", "optimizers"]), default="frameworks")
-def list_(what: str) -> None:
+@click.option("--check", is_flag=True, help="frameworks: import each installed adapter's class in a worker of its "
+                                            "own and say which fail and why; exit 1 if any does.")
+def list_(what: str, check: bool) -> None:
     """List suites, models, frameworks (adapters) or optimizers."""
     t = Table(box=None)
+    failed = False
+    if check and what != "frameworks":
+        raise session.InputError(f"--check goes with `bench list frameworks`, not {what}")
     if what == "frameworks":
-        for col in ("adapter", "framework", "installed", "versions", "about"):
-            t.add_column(col)
-        working, broken = discover_all()
-        for name, info in working.items():
-            missing = info.missing()
-            cells = (name, info.framework, "yes" if not missing else f"no ({', '.join(missing)} missing)",
-                     ", ".join(f"{k} {v}" for k, v in info.versions().items()) or "-", info.summary)
-            t.add_row(*map(escape, cells))  # a plugin's names and summary are text, not markup
-        for name, why in broken.items():  # listed, never fatal: only a suite that names it fails
-            t.add_row(escape(name), "?", escape(f"broken: {why}"), "-", "")
+        t, failed = _frameworks_table(check)
     elif what == "models":
         for col in ("model", "parameters", "forward GFLOP/sample", "hyper-parameters", "about"):
             t.add_column(col)
@@ -365,6 +362,56 @@ def list_(what: str) -> None:
                 desc = f"(invalid: {e})"
             t.add_row(escape(name), escape(desc))
     console.print(t)
+    if failed:
+        sys.exit(1)
+
+
+@main.command("new-adapter")
+@click.argument("name")
+@click.option("--base", type=click.Choice(["torch", "tensorflow", "jax", "none"]), default="none", show_default=True,
+              help="The framework the adapter runs: its imports, dependencies and per-method hints.")
+@click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder in which to write the package folder xfbench-NAME.")
+def new_adapter(name: str, base: str, parent: Path) -> None:
+    """Write a ready adapter package for NAME: pyproject.toml, AdapterInfo, skeleton, conformance test."""
+    from .scaffold import Names, new_adapter as write_package
+
+    root = write_package(name, base, parent)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    console.print(f"wrote {escape(str(root))}: {escape(', '.join(files))}", soft_wrap=True)
+    console.print("next:", soft_wrap=True)
+    for line in (f"pip install -e {shlex.quote(str(root))}", "bench list frameworks --check",
+                 f"pytest {shlex.quote(str(root / 'tests'))}",
+                 f"  (fill in src/{Names.of(name).package}/adapter.py until the kit passes)",
+                 f"bench validate --tiny --frameworks {name}", f"bench run smoke --frameworks {name}"):
+        console.print(f"  {escape(line)}", soft_wrap=True)
+
+
+def _frameworks_table(check: bool) -> tuple[Table, bool]:
+    """The registered adapters; with `check`, whether each one's class loads (in a worker), instead of versions
+    and summaries, so that a whole reason fits beside it. Also whether any adapter is broken or fails."""
+    t = Table(box=None)
+    t.add_column("adapter", no_wrap=True)  # names are what the user types: never cut
+    t.add_column("framework", no_wrap=True)
+    for col in ("installed", "check") if check else ("installed", "versions", "about"):
+        t.add_column(col, overflow="fold")  # a reason wraps, never cut: it says what to fix
+    working, broken = discover_all()
+    checked: dict[str, str | None] = {}
+    if check:
+        from .resolve import check_targets
+
+        checked = check_targets({n: info for n, info in working.items() if not info.missing()})
+    for name, info in working.items():
+        missing = info.missing()
+        cells = [name, info.framework, "yes" if not missing else f"no ({', '.join(missing)} missing)"]
+        if check:
+            cells.append("-" if name not in checked else checked[name] or "ok")
+        else:
+            cells += [", ".join(f"{k} {v}" for k, v in info.versions().items()) or "-", info.summary]
+        t.add_row(*map(escape, cells))  # a plugin's names and summary are text, not markup
+    for name, why in broken.items():  # listed, never fatal: only a suite that names it fails
+        t.add_row(*map(escape, [name, "?", "broken", why] if check else [name, "?", f"broken: {why}", "-", ""]))
+    return t, check and (bool(broken) or any(why is not None for why in checked.values()))
 
 
 @main.command()

@@ -90,3 +90,19 @@ def test_parent_never_imports_a_framework():
             "print(bad); sys.exit(1 if bad else 0)")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_summary_table_shows_a_failure_reason_whole_and_wrapped():
+    from rich.console import Console
+
+    from xfbench.harness.case import Case
+    from xfbench.harness.cli import summary_table
+    from xfbench.harness.records import Record
+
+    why = ("ModuleNotFoundError: No module named 'xfbench_demo.adaptr' (target xfbench_demo.adaptr:DemoAdapter of "
+           "the adapter 'demo'; check its AdapterInfo)")
+    case = Case(framework="demo", model="lenet5", mode="infer", batch_size=2)
+    console = Console(width=80, record=True)
+    console.print(summary_table([Record.of(case, "failed", why + "\nTraceback (most recent call last):", 0.0, 1.0)]))
+    flat = "".join(console.export_text().replace("│", " ").split())
+    assert "".join(f"failed: {why}".split()) in flat and "Traceback" not in flat and "…" not in flat
