@@ -88,3 +88,16 @@ def test_every_relative_link_in_the_docs_resolves_heading_included():
                 elif anchor and where.suffix == ".md" and anchor not in anchors.get(where, set()):
                     bad.append(f"{doc.relative_to(ROOT)}:{n}: {target} (no such heading)")
     assert bad == []
+
+
+def test_the_guide_shows_what_bench_new_adapter_prints(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from xfbench.harness.cli import main
+
+    text = GUIDE.read_text()
+    block = text[text.index("$ bench new-adapter mxnet"):]
+    shown = block[block.index("\n") + 1:block.index("```")]
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, ["new-adapter", "mxnet"])
+    assert out.exit_code == 0 and out.output == shown
