@@ -7,10 +7,13 @@ reads only these; the `Adapter` class itself, which imports its framework, is lo
 from __future__ import annotations
 
 import abc
+import functools
+import hashlib
 import importlib
 import importlib.metadata as md
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -44,6 +47,9 @@ class AdapterInfo:
     reference: bool = False
     # The ADAPTER_API this adapter was written for; the harness refuses one written for another.
     api: int = 1
+    # The distribution that registers it and its version: filled in by `discover_all` from the entry point.
+    package: str | None = None
+    package_version: str | None = None
 
     def missing(self) -> list[str]:
         """Import names that are not installed (checked without importing them)."""
@@ -61,6 +67,17 @@ class AdapterInfo:
     def load(self) -> type["Adapter"]:
         module, _, cls = self.target.partition(":")
         return getattr(importlib.import_module(module), cls)
+
+    def source_hash(self) -> str | None:
+        """SHA-256 of the adapter's source (docs/spec.md section 6.5): an edit invalidates its validation.
+
+        None when the target module cannot be found; the framework is never imported.
+        """
+        return _source_hash(self.target.partition(":")[0])
+
+    def provenance(self) -> dict[str, str | None]:
+        """The adapter package: name, version, and the SHA-256 of its source, for records and the cache."""
+        return {"package": self.package, "version": self.package_version, "source_sha256": self.source_hash()}
 
 
 @dataclass(frozen=True)
@@ -106,8 +123,9 @@ def discover_all() -> tuple[dict[str, AdapterInfo], dict[str, str]]:
             continue
         if info.api != ADAPTER_API:
             broken[ep.name] = api_mismatch(info.api, package)
-        else:
-            found[ep.name] = info
+        else:  # who registers it, for the validation cache and the records (AdapterInfo.provenance)
+            found[ep.name] = replace(info, package=getattr(ep.dist, "name", None),
+                                     package_version=getattr(ep.dist, "version", None))
     return dict(sorted(found.items())), dict(sorted(broken.items()))
 
 
@@ -125,6 +143,36 @@ def _load(ep: md.EntryPoint) -> AdapterInfo:
     if info.name != ep.name:
         raise TypeError(f"the entry point names an adapter called {info.name!r}")
     return info
+
+
+@functools.lru_cache(maxsize=None)  # per process: a run or a validation hashes each package once
+def _source_hash(module: str) -> str | None:
+    """SHA-256 over the `.py` files (relative path, then bytes, paths sorted) of the package holding `module`.
+
+    A top-level module is hashed alone: its folder may hold anything. `find_spec` of the parent package imports
+    the packages above it at most, never the adapter module and its framework.
+    """
+    parent, _, _ = module.rpartition(".")
+    try:
+        spec = importlib.util.find_spec(parent or module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:  # a package: every module in its folder
+        files = [(f.relative_to(root).as_posix(), f) for root in map(Path, spec.submodule_search_locations)
+                 for f in root.rglob("*.py")]
+    elif spec.origin and spec.origin.endswith(".py"):
+        files = [(Path(spec.origin).name, Path(spec.origin))]
+    else:
+        return None
+    digest = hashlib.sha256()
+    try:
+        for rel, path in sorted(files):
+            digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:  # unreadable source certifies nothing
+        return None
+    return digest.hexdigest()
 
 
 def _one_line(e: BaseException) -> str:

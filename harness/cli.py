@@ -140,6 +140,7 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
             err_console.print(f"[yellow]repaired:[/] {escape(state.repaired)}", soft_wrap=True)
         console.print(f"resuming {escape(str(state.run.path))}: {state.planned - len(state.cases)} of "
                       f"{state.planned} cases recorded, {len(state.cases)} to run", soft_wrap=True)
+        _warn_if_not_validated(state.cases, registry)
         with _progress(True) as progress:
             outcome = session.resume(state, registry, progress)
         total = state.planned
@@ -165,6 +166,7 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                                       f"({escape(v['failed_check'])}); its cases are not timed", soft_wrap=True)
         _warn_if_busy(cases)
         _warn_if_gpu_busy(cases)
+        _warn_if_not_validated(cases, registry)
         with _progress(True) as progress:
             outcome = session.execute(suite_obj, cases, out=out, registry=registry, argv=sys.argv,
                                       progress=progress, gate=gate)
@@ -185,6 +187,14 @@ def _warn_if_busy(cases: list) -> None:
         load = None
     line = busy_machine_warning(threads, busy_cpus_now(0.5), load)
     if line:
+        err_console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
+
+
+def _warn_if_not_validated(cases: list, registry: dict) -> None:
+    """One line per adapter to be timed whose numbers no `bench validate` still vouches for, and why."""
+    from .validate.cache import uncertified
+
+    for line in uncertified(cases, registry):
         err_console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
 
 
@@ -233,20 +243,22 @@ def _conclude(outcome: session.Outcome, records: list[Record], total: int, secon
 
 @main.command()
 @click.option("--models", help="Comma-separated models (default: all).")
-@click.option("--frameworks", help="Comma-separated adapters (default: every installed framework and numpy).")
+@click.option("--frameworks", help="Comma-separated adapters (default: every installed framework); the numpy "
+                                   "reference is always added.")
 @click.option("--optimizers", help="Comma-separated optimizers for the 3-step check (default: all six).")
 @click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path),
               help="Write weights.npz, inputs.npz and <framework>.npz per model here, and curves.png.")
 @click.option("--tiny", is_flag=True, help="Tiny model sizes (seconds) instead of the spec's defaults.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"), show_default=True,
-              help="Directory whose .validation.json remembers the outcome for `bench run`.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="Device every adapter computes on (the NumPy reference always runs on the CPU).")
 def validate(models: str | None, frameworks: str | None, optimizers: str | None, artifacts: Path | None,
-             tiny: bool, out: Path, device: str) -> None:
-    """Check that every framework computes the same numbers (docs/spec.md section 6); exit 1 on any failure."""
+             tiny: bool, device: str) -> None:
+    """Check that every framework computes the same numbers (docs/spec.md section 6); exit 1 on any failure.
+
+    The NumPy reference is always compared; outcomes are remembered in the per-user validation cache.
+    """
     from .validate import describe_failure, validate as validate_fn
-    from .validate.cache import CACHE_FILE, write_cache
+    from .validate.cache import write_cache
     from .validate.tables import WIDTH, curve_table, matrix_table, plot_curves
 
     registry = discover()
@@ -261,14 +273,23 @@ def validate(models: str | None, frameworks: str | None, optimizers: str | None,
         raise session.InputError(f"cannot write the validation files: {e}") from None
     for fw, why in result.skipped.items():
         err_console.print(f"[yellow]skipped {escape(fw)}[/]: {escape(why)}", soft_wrap=True)
+    if not result.references:
+        err_console.print("[yellow]no reference adapter ran[/]: outcomes are remembered as unverified, never passed",
+                          soft_wrap=True)
     wide = Console(highlight=False, width=max(console.width, WIDTH))  # the matrix is wider than a pipe's 80
     wide.print(matrix_table(result))
     if result.curves:
         wide.print(curve_table(result))
     if artifacts and plot_curves(result, artifacts / "curves.png"):
         console.print(f"artifacts and curves.png in {artifacts}")
-    write_cache(out / CACHE_FILE, result, registry, ("tiny" if tiny else "default") + ("" if device == "cpu" else f" {device}"))
-    console.print(f"{'passed' if result.passed else 'FAILED'} in {time.perf_counter() - t0:.0f} s")
+    sizes = ("tiny" if tiny else "default") + ("" if device == "cpu" else f" {device}")
+    try:
+        where = write_cache(result, registry, sizes)
+    except OSError as e:
+        raise session.InputError(f"cannot write the validation cache: {e}; set XFBENCH_CACHE_DIR") from None
+    console.print(f"remembered in {escape(str(where))}", soft_wrap=True)
+    verdict = "FAILED" if not result.passed else "passed" if result.references else "unverified (no reference)"
+    console.print(f"{verdict} in {time.perf_counter() - t0:.0f} s")
     if not result.passed:
         for c in result.checks:
             if not c.passed:

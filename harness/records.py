@@ -190,6 +190,8 @@ class Record:
             raise ResultsError("record field 'warnings' must hold strings")
         if "versions" in d["manifest"] and not isinstance(d["manifest"]["versions"], dict):
             raise ResultsError("record field 'manifest': 'versions' must be an object of library versions")
+        if "adapter_package" in d["manifest"] and not isinstance(d["manifest"]["adapter_package"], dict):
+            raise ResultsError("record field 'manifest': 'adapter_package' must be an object (package, version)")
         if not all(_num(v) and v > 0 for v in d["samples_s"]):
             raise ResultsError("sample times must be positive finite numbers")
         case = parse_case(d.get("case"))

@@ -131,7 +131,7 @@ def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, A
     except OSError as e:  # nothing half-written: a run directory without run.json is no run
         shutil.rmtree(run.path, ignore_errors=True)
         raise InputError(f"cannot write {run.path / 'run.json'}: {e.strerror}; choose a writable --out") from None
-    return _finish(run, meta, cases, registry, progress, validation_lookup(out, registry, gate))
+    return _finish(run, meta, cases, registry, progress, validation_lookup(registry, gate))
 
 
 @dataclass
@@ -168,7 +168,6 @@ def reopen(run_path: Path, argv: list[str], retry_failed: bool = False) -> Resum
 def resume(state: Resumption, registry: dict[str, AdapterInfo], progress: Progress | None = None) -> Outcome:
     """Run the pending cases of a reopened run; keep its records; write run.json and the reports."""
     try:
-        return _finish(state.run, state.meta, state.cases, registry, progress,
-                       validation_lookup(state.run.path.parent, registry))
+        return _finish(state.run, state.meta, state.cases, registry, progress, validation_lookup(registry))
     finally:
         state.run.unlock()

@@ -35,6 +35,36 @@ def test_run_smoke_writes_records_meta_and_report(tmp_path):
     assert "report:" in p.stdout and "xfbench results" in p.stdout
 
 
+@pytest.mark.slow
+def test_a_validation_done_anywhere_is_seen_by_a_run_with_any_out(tmp_path):
+    """One cache per user: `bench validate` in one directory certifies `bench run --out X` in another."""
+    pytest.importorskip("torch")
+    here, there, runs = tmp_path / "here", tmp_path / "there", tmp_path / "runs"
+    here.mkdir()
+    there.mkdir()
+
+    def run():
+        p = bench("run", "smoke", "--frameworks", "torch", "--models", "lenet5", "--modes", "infer", "--out", str(runs),
+                  cwd=there)
+        assert p.returncode == 0, p.stderr
+        newest = max(runs.iterdir(), key=lambda d: d.stat().st_mtime_ns)
+        return p, json.loads((newest / "cases.jsonl").read_text().splitlines()[0]), newest
+
+    p, record, _ = run()
+    assert "not validated: torch (lenet5): never validated here; run: bench validate --frameworks torch" in p.stderr
+    assert "validated" not in record
+    assert record["manifest"]["adapter_package"]["package"] == "xfbench"
+    assert len(record["manifest"]["adapter_package"]["source_sha256"]) == 12
+    v = bench("validate", "--tiny", "--models", "lenet5", "--frameworks", "torch", "--optimizers", "sgd", cwd=here)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert not (here / "results").exists() and "remembered in" in v.stdout
+    p, record, newest = run()
+    assert "not validated" not in p.stderr
+    assert record["validated"] == {"status": "passed", "against": "numpy", "sizes": "tiny"}
+    assert "passed (vs numpy)" in (newest / "report.md").read_text()
+    assert " · adapter xfbench " in (newest / "report.md").read_text()
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "nosuch"], "unknown suite 'nosuch'"),
     (["run", "smoke", "--models", "resnet"], "unknown model 'resnet'"),
@@ -86,6 +116,7 @@ def test_parent_never_imports_a_framework():
     code = ("import sys; from xfbench.harness.cli import main; from xfbench.harness.session import plan;"
             "import xfbench.harness.report.write, xfbench.harness.validate.matrix;"
             "plan('quick', frameworks='torch,jax,tensorflow');"
+            "from xfbench.harness.adapter import discover; [i.source_hash() for i in discover().values()];"
             "bad = [m for m in ('torch', 'tensorflow', 'jax', 'keras', 'flax') if m in sys.modules];"
             "print(bad); sys.exit(1 if bad else 0)")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

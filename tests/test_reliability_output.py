@@ -261,6 +261,8 @@ paths = st.sampled_from([("case",), ("case", "batch_size"), ("case", "framework"
                                                                   HealthCheck.function_scoped_fixture])
 @given(damage=st.lists(st.tuples(st.integers(0, 30), paths, json_values), min_size=1, max_size=3))
 @example(damage=[(0, ("manifest", "versions"), None)])  # found by this fuzz: crashed `bench report`
+@example(damage=[(0, ("manifest", "adapter_package"), {"package": ["x"], "source_sha256": 5}),
+                 (1, ("manifest", "adapter_package"), "xfbench"), (2, ("validated",), {"status": "unverified"})])
 def test_damaged_records_never_crash_report_compare_or_export(tmp_path_factory, damage):
     """Derandomized so that CI is stable; 200 random examples passed once it found `manifest.versions: null`."""
     run = copy_fixture(tmp_path_factory.mktemp("fuzz"))

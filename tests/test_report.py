@@ -155,3 +155,28 @@ def test_a_verdict_built_on_contended_cases_says_so():
     assert "Measured under contention" not in dict(verdict(collect_groups(RunDir(FIXTURE).records())).answers)
     heading, items = warning_lists(groups)[0]
     assert heading.startswith("Contended") and all(note in item for item in items)
+
+
+def test_the_adapter_package_is_shown_and_old_records_still_render(tmp_path):
+    """A record names the package that produced it; the fixture's older records (without it) render as before."""
+    import json
+
+    run = tmp_path / "r"
+    shutil.copytree(FIXTURE, run)
+    lines = []
+    for line in (run / "cases.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["case"]["framework"] == "torch" and rec["status"] == "ok":
+            rec["manifest"]["adapter_package"] = {"package": "xfbench", "version": "0.1.0",
+                                                  "source_sha256": "1a2b3c4d5e6f"}
+            if rec["case"]["model"] == "gru":
+                rec["validated"] = {"status": "unverified", "against": "torch-twin", "sizes": "tiny"}
+        lines.append(json.dumps(rec))
+    (run / "cases.jsonl").write_text("\n".join(lines) + "\n")
+    report = build_report(RunDir.open(run))
+    versions = dict(zip(report.frameworks["adapter"], report.frameworks["versions"]))
+    assert versions["torch"] == "torch 2.13.0+cpu · adapter xfbench 0.1.0 (src 1a2b3c4d5e6f)"
+    assert versions["jax"] == "jax 0.7.2, jaxlib 0.7.2, flax 0.11.2"  # an older record: its versions alone
+    md = render_markdown(report)
+    assert "| torch | torch 2.13.0+cpu · adapter xfbench 0.1.0 (src 1a2b3c4d5e6f) |" in md
+    assert "agrees with torch-twin; not checked against the NumPy reference" in md

@@ -164,6 +164,12 @@ def prepare(framework: str, threads: int, device: str) -> Prepared:
     return Prepared(cpus, env, info, adapter_cls, time.perf_counter() - t0)
 
 
+def adapter_package(info: Any) -> dict[str, str | None]:
+    """The manifest's `adapter_package`: who registers the adapter, at what version, and its source (12 hex)."""
+    p = info.provenance()
+    return {**p, "source_sha256": p["source_sha256"] and p["source_sha256"][:12]}
+
+
 def run_case(case: Case, prepared: Prepared | None = None) -> Record:
     """Measure one case in this process; return its record (status ok, skipped or failed).
 
@@ -223,6 +229,7 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
             # "fork": forked from a server that imported the framework once for the round (import_s is its import)
             "process_start": "fork" if prepared else "exec",
             **adapter.settings(),
+            "adapter_package": adapter_package(info),  # after settings(): the harness's word, not the adapter's
         }
         return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),
                          samples_s=tuple(m.samples_s), warnings=tuple(warnings), manifest=manifest)

@@ -23,10 +23,11 @@ from .roofline import roofline_section, with_share_of_peak
 from .verdict import CONTENDED_PREFIX, verdict, vs_fastest
 
 # Fairness-manifest keys (docs/spec.md 5.8) compared between frameworks in one comparison: FAIRNESS below.
-# Left out on purpose: `versions`, `framework`, `adapter`, `compile` (each framework's own API call; the shared
-# `compile_scope` says what it covers) and descriptive notes (`optimizer_impl`, `donation`, `mkldnn`, `onednn`,
-# `backend`, `device`, `gpu`, `compiled`), which differ by nature. A key reported by only one framework
-# (torch's `fp32_precision`, jax's `matmul_precision`) cannot differ and is not listed.
+# Left out on purpose: `versions`, `framework`, `adapter`, `adapter_package` (shown with the versions), `compile`
+# (each framework's own API call; the shared `compile_scope` says what it covers) and descriptive notes
+# (`optimizer_impl`, `donation`, `mkldnn`, `onednn`, `backend`, `device`, `gpu`, `compiled`), which differ by
+# nature. A key reported by only one framework (torch's `fp32_precision`, jax's `matmul_precision`) cannot
+# differ and is not listed.
 def _always(group: Group) -> bool:
     return True
 
@@ -86,6 +87,8 @@ def _validated(rec: Record) -> str:
     v = rec.validated
     if not v or not v.get("status"):
         return "not validated"
+    if v["status"] == "unverified":  # agreed only with other adapters, which may share its mistake
+        return f"agrees with {v.get('against') or 'no other adapter'}; not checked against the NumPy reference"
     return str(v["status"]) + (f" (vs {v['against']})" if v.get("against") else "")
 
 
@@ -258,6 +261,15 @@ def not_measured_tables(records: list[Record]) -> list[tuple[str, pd.DataFrame]]
     return out
 
 
+def _adapter_package(manifest: dict[str, Any]) -> str:
+    """`adapter xfbench 0.1.0 (src 1a2b3c4d5e6f)`: which code produced the numbers; "" for older records."""
+    p = manifest.get("adapter_package")
+    if not isinstance(p, dict) or not p.get("package"):
+        return ""
+    src = f" (src {p['source_sha256']})" if p.get("source_sha256") else ""
+    return f"adapter {p['package']} {p.get('version') or '?'}{src}"
+
+
 def _frameworks(records: list[Record]) -> pd.DataFrame:
     """One row per adapter: versions, and what ran (compile scope, recurrent kernel) as its records say."""
     rows: dict[str, dict[str, Any]] = {}
@@ -267,7 +279,8 @@ def _frameworks(records: list[Record]) -> pd.DataFrame:
         row = rows.setdefault(r.case.framework, {"versions": "", "scope": {}, "recurrent": {}})
         if not row["versions"]:
             v = r.manifest.get("versions", {})
-            row["versions"] = ", ".join(f"{k} {x}" for k, x in v.items() if x) or "-"
+            row["versions"] = " · ".join(x for x in (", ".join(f"{k} {x}" for k, x in v.items() if x),
+                                                      _adapter_package(r.manifest)) if x) or "-"
         m = _flat_manifest_source(r.manifest)
         for key, column in (("compile_scope", "scope"), ("recurrent_impl", "recurrent")):
             if m.get(key):

@@ -53,18 +53,26 @@ class Validation:
     curves: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (model, opt, fw) -> losses
     frameworks: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # adapter -> why it did not run
+    references: list[str] = field(default_factory=list)  # the reference adapters that ran (`numpy`)
 
     @property
     def passed(self) -> bool:
         return bool(self.checks) and all(c.passed for c in self.checks)
 
     def outcome(self, framework: str, model: str) -> dict[str, Any]:
-        """The `validated` entry of (framework, model): status, against, and the first failing check."""
+        """The `validated` entry of (framework, model): status, against, and the first failing check.
+
+        `passed` needs the forward to agree with a reference adapter in this run: two adapters that only
+        agree with each other may share a mistake, so they are `unverified`.
+        """
         mine = [c for c in self.checks if c.framework == framework and c.model == model]
         bad = [c for c in mine if not c.passed]
         against = sorted({g for c in mine for g in c.against})
-        out: dict[str, Any] = {"status": "failed" if bad else "passed",
-                               "against": "numpy" if "numpy" in against else ", ".join(against)}
+        refs = [g for g in against if g in self.references]
+        forward = [c for c in mine if c.check in ("logits", "loss")]
+        verified = bool(forward) and all(set(c.against) & set(self.references) for c in forward)
+        out: dict[str, Any] = {"status": "failed" if bad else "passed" if verified else "unverified",
+                               "against": ", ".join(refs or against)}
         if bad:
             out["failed_check"] = describe_failure(bad[0])
         return out
@@ -79,6 +87,11 @@ def describe_failure(c: Check) -> str:
 def default_frameworks(registry: dict[str, AdapterInfo]) -> list[str]:
     """Installed base frameworks (no variants), plus the reference adapter(s)."""
     return [n for n, i in registry.items() if n == i.framework and not i.missing()]
+
+
+def with_reference(frameworks: list[str], registry: dict[str, AdapterInfo]) -> list[str]:
+    """`frameworks` plus the reference adapter(s) not named: only agreement with a reference certifies."""
+    return [*frameworks, *(n for n, i in registry.items() if i.reference and n not in frameworks)]
 
 
 def prepare(folder: Path, model: str, params: dict[str, Any], *, batch_size: int, seed: int,
@@ -192,7 +205,7 @@ def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = Non
              device: str = "cpu") -> Validation:
     """Run the validation matrix; `checks="forward"` runs only the float32 forward check."""
     models = models or [m for m in MODELS]
-    frameworks = frameworks or default_frameworks(registry)
+    frameworks = with_reference(frameworks or default_frameworks(registry), registry)
     optimizers = optimizers or list(OPTIMIZERS)
     for m in models:
         if m not in MODELS:
@@ -207,6 +220,7 @@ def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = Non
     result.skipped = {fw: f"{', '.join(registry[fw].missing())} not installed"
                       for fw in frameworks if registry[fw].missing()}
     result.frameworks = [fw for fw in frameworks if fw not in result.skipped]
+    result.references = [fw for fw in result.frameworks if registry[fw].reference]
     if checks == "forward":
         curve_steps = 0
     with tempfile.TemporaryDirectory(prefix="xfbench-validate-") as tmp:
