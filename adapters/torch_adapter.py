@@ -109,8 +109,9 @@ class TorchAdapter(Adapter):
         torch.manual_seed(seed)
         self.compile, self.compile_mode = compile, compile_mode
         # NHWC strides for image models (torch.channels_last): what TensorFlow and Flax run by default, and
-        # oneDNN's and cuDNN's preferred layout for convolutions. Off by default: NCHW is torch's own default
-        # and, measured on 2 CPU cores, not slower here (docs/fairness.md, "Data layout").
+        # oneDNN's and cuDNN's preferred layout for convolutions. Off by default: NCHW is torch's own default,
+        # and on 2 CPU cores channels_last was faster in one case of four, significantly in one of two runs
+        # (docs/fairness.md, "Data layout"); the `torch-channels-last` adapter measures it beside `torch`.
         self.channels_last = channels_last
         self.dtype = _DTYPES[precision]
         self.dev = torch.device(device)
