@@ -164,12 +164,14 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                 if v["status"] == "failed":
                     err_console.print(f"[red]{escape(key.rsplit('/', 1)[0])} failed validation[/] "
                                       f"({escape(v['failed_check'])}); its cases are not timed", soft_wrap=True)
-        _warn_if_busy(cases)
-        _warn_if_gpu_busy(cases)
-        _warn_if_not_validated(cases, registry)
+        def warn(_run) -> None:  # once the run directory exists: a run that cannot start says only why
+            _warn_if_busy(cases)
+            _warn_if_gpu_busy(cases)
+            _warn_if_not_validated(cases, registry)
+
         with _progress(True) as progress:
             outcome = session.execute(suite_obj, cases, out=out, registry=registry, argv=sys.argv,
-                                      progress=progress, gate=gate)
+                                      progress=progress, gate=gate, started=warn)
         records, total = outcome.summary.records, len(cases)
     sys.exit(_conclude(outcome, records, total, time.perf_counter() - t0))
 

@@ -9,7 +9,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .adapter import AdapterInfo, discover, why_broken
 from .case import MODES, Case
@@ -117,8 +117,13 @@ def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, A
 
 
 def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, AdapterInfo], argv: list[str],
-            progress: Progress | None = None, gate: dict[str, dict] | None = None) -> Outcome:
-    """Create the run directory, run every case, write run.json and the reports."""
+            progress: Progress | None = None, gate: dict[str, dict] | None = None,
+            started: Callable[[RunDir], None] | None = None) -> Outcome:
+    """Create the run directory, run every case, write run.json and the reports.
+
+    `started(run)` is called once the run directory exists, before the first case: the command line's
+    warnings go there, so that a run that cannot start says only why.
+    """
     try:
         run = RunDir.create(out, suite.name)
     except OSError as e:
@@ -131,6 +136,8 @@ def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, A
     except OSError as e:  # nothing half-written: a run directory without run.json is no run
         shutil.rmtree(run.path, ignore_errors=True)
         raise InputError(f"cannot write {run.path / 'run.json'}: {e.strerror}; choose a writable --out") from None
+    if started:
+        started(run)
     return _finish(run, meta, cases, registry, progress, validation_lookup(registry, gate))
 
 

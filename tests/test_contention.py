@@ -156,3 +156,20 @@ def test_replaced_samples_are_re_measured_not_contended():
     m = measure(meter, cfg, contention=meter.sample_share)
     (note,) = contention_warnings(m, meter.kept_share(cfg.contention_share), cfg.contention_share)
     assert note.startswith("re-measured: other processes used up to 40% of the pinned CPUs in 2 sample(s)")
+
+
+def test_too_few_clean_samples_between_contended_ones_is_contended_not_re_measured():
+    """One sample that looked clean amid a busy loop is a fluke of the 10 ms clock: the case is contended."""
+    from xfbench.harness.measure.contention import contention_warnings
+
+    fake = FakeMachine([0.0] * 5 + [0.5] * 100)  # first step, warm-up, calibration, one clean sample; then busy
+    meter = ContentionMeter(fake.time_steps, [0, 1], read_stat=fake.read_stat, own_cpu_s=fake.own_cpu_s,
+                            ticks_per_s=100)
+    cfg = MeasureConfig(warmup_steps=2, warmup_s=0.0, min_sample_s=0.05, min_samples=5, max_time_s=1.0,
+                        target_ci=1.0)
+    m = measure(meter, cfg, contention=meter.sample_share)
+    assert len(m.samples_s) < 5 and m.contended_s and not m.contended_kept
+    (warning,) = contention_warnings(m, meter.kept_share(cfg.contention_share), cfg.contention_share,
+                                     cfg.min_samples)
+    assert warning.startswith("contended: other processes used up to 40% of the pinned CPUs in ")
+    assert f"only {len(m.samples_s)} clean sample(s) in the time allowed, fewer than 5" in warning

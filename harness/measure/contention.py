@@ -122,19 +122,25 @@ def busy_machine_warning(threads: int, busy: float | None, load_average: float |
             + f", and cases pin {threads} thread(s): expect contended samples; a quiet machine gives steadier numbers")
 
 
-def contention_warnings(m: Any, kept_share: float | None = None, threshold: float = 0.10) -> list[str]:
+def contention_warnings(m: Any, kept_share: float | None = None, threshold: float = 0.10,
+                        min_samples: int = 0) -> list[str]:
     """The record's lines about contention in a measurement (timing.Measurement).
 
-    "contended: ..." when the statistics hold contended samples (no clean one was left), or when the kept
-    samples, each clean alone, add up to more than `threshold` of others' use (`kept_share`): the number is
-    not the framework's alone, and the report, heat map and verdict say so. "re-measured: ..." when
-    contended samples were left out and replaced by clean ones: the number stands, the line says it happened.
+    "contended: ..." when the statistics hold contended samples (no clean one was left), when contention
+    left fewer clean samples than the protocol's `min_samples` (the few that looked clean are a fluke of the
+    10 ms clock, not a clean measurement), or when the kept samples, each clean alone, add up to more than
+    `threshold` of others' use (`kept_share`): the number is not the framework's alone, and the report, heat
+    map and verdict say so. "re-measured: ..." when contended samples were left out and replaced by enough
+    clean ones: the number stands, the line says it happened.
     """
     out = []
     k = len(m.contended_s)
     if m.contended_kept:
         return [f"contended: other processes used up to {max(m.contended_shares):.0%} of the pinned CPUs in {k} of "
                 f"{k} samples; no clean sample was left, so these are reported"]
+    if k and len(m.samples_s) < min_samples:
+        return [f"contended: other processes used up to {max(m.contended_shares):.0%} of the pinned CPUs in {k} "
+                f"sample(s); only {len(m.samples_s)} clean sample(s) in the time allowed, fewer than {min_samples}"]
     if kept_share is not None and kept_share > threshold:
         out.append(f"contended: other processes used {kept_share:.0%} of the pinned CPUs over the "
                    f"{len(m.samples_s)} kept samples, too short one by one to show it (10 ms clock ticks)")

@@ -121,7 +121,7 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None,
     if spec.seq_len:
         out["tokens_per_s"] = out["samples_per_s"] * spec.seq_len
         out["tokens_per_s_ci"] = [v * spec.seq_len for v in out["samples_per_s_ci"]]
-    warnings = contention_warnings(m, kept_share, case.measure.contention_share)
+    warnings = contention_warnings(m, kept_share, case.measure.contention_share, case.measure.min_samples)
     if m.contended_s:
         out["contended_samples"] = len(m.contended_s)
         out["contended_share_max"] = max(m.contended_shares)
