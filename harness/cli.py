@@ -278,6 +278,11 @@ def validate(models: str | None, frameworks: str | None, optimizers: str | None,
     if not result.references:
         err_console.print("[yellow]no reference adapter ran[/]: outcomes are remembered as unverified, never passed",
                           soft_wrap=True)
+    alone = result.forward_only()
+    if alone:
+        err_console.print(f"[yellow]forward only[/]: {escape(', '.join(alone))}: no other training adapter ran, so "
+                          "gradients, optimizer steps and curves were compared with nothing; add one, e.g. "
+                          f"bench validate --frameworks {escape(','.join([*alone, 'torch']))}", soft_wrap=True)
     wide = Console(highlight=False, width=max(console.width, WIDTH))  # the matrix is wider than a pipe's 80
     wide.print(matrix_table(result))
     if result.curves:

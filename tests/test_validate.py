@@ -307,3 +307,18 @@ def test_without_the_reference_the_outcome_is_unverified_never_passed(registry):
     assert uncertified([Case("torch", "lenet5", "infer", 2)], reg) == [
         "not validated: torch (lenet5): unverified: not checked against the NumPy reference; "
         "run: bench validate --frameworks torch"]
+
+
+def test_an_adapter_validated_with_no_other_training_adapter_is_forward_only(registry):
+    """NumPy does not train: alone with it, an adapter's gradients and updates were compared with nothing."""
+    result = validate(registry=registry, models=["lenet5"], frameworks=["torch"], optimizers=["sgd"],
+                      tiny=True, curve_steps=0)
+    assert result.passed and result.references == ["numpy"]
+    assert result.outcome("torch", "lenet5") == {"status": "passed", "against": "numpy", "scope": "forward only"}
+    assert result.forward_only() == ["torch"]
+    write_cache(result, registry, "tiny")
+    assert certified(registry)["torch/lenet5"]["scope"] == "forward only"
+    with_partner = validate(registry={**registry, "torch-twin": AdapterInfo(
+        "torch-twin", "torch", "xfbench.adapters.torch_adapter:TorchAdapter", ("torch",))}, models=["lenet5"],
+        frameworks=["torch", "torch-twin"], optimizers=["sgd"], tiny=True, curve_steps=0)
+    assert "scope" not in with_partner.outcome("torch", "lenet5") and with_partner.forward_only() == []

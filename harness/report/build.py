@@ -89,7 +89,9 @@ def _validated(rec: Record) -> str:
         return "not validated"
     if v["status"] == "unverified":  # agreed only with other adapters, which may share its mistake
         return f"agrees with {v.get('against') or 'no other adapter'}; not checked against the NumPy reference"
-    return str(v["status"]) + (f" (vs {v['against']})" if v.get("against") else "")
+    scope = "; forward only" if v.get("scope") == "forward only" else ""
+    return str(v["status"]) + (f" (vs {v['against']}{scope})" if v.get("against") else f" ({scope[2:]})" if scope
+                               else "")
 
 
 def _config(recs: list[Record], spread: float | None = None) -> Config:

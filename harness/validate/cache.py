@@ -2,7 +2,7 @@
 
 One file per user (`cache_path`), whatever the current directory or `--out`: a validation done anywhere is
 seen by every run. Format version 2: {"version": 2, "entries": {"<adapter>/<model>": {"status", "against",
-"failed_check"?, "versions", "adapter_package", "sizes", "when"}}}. An entry certifies only while the
+"failed_check"?, "scope"?, "versions", "adapter_package", "sizes", "when"}}}. An entry certifies only while the
 adapter's distributions, its package version and its source hash are those it was validated with, so the
 file is safe to share between checkouts. Versions 0 (the entries object itself) and 1 are read, their
 entries stale for want of a package; a newer version is ignored with nothing certified (docs/spec.md 7.6).
@@ -100,7 +100,7 @@ def certified(registry: dict[str, AdapterInfo], path: Path | None = None) -> dic
     for key, entry in read_cache(path).items():
         fw = key.partition("/")[0]
         if fw in registry and staleness(entry, registry[fw]) is None:
-            out[key] = {k: entry[k] for k in ("status", "against", "failed_check", "sizes") if k in entry}
+            out[key] = {k: entry[k] for k in ("status", "against", "failed_check", "scope", "sizes") if k in entry}
     return out
 
 

@@ -47,6 +47,9 @@ class Check:
         return self.error is not None and self.error <= self.tolerance
 
 
+FORWARD_ONLY = "forward only"  # a validated entry's `scope` when no training check had a partner
+
+
 @dataclass
 class Validation:
     checks: list[Check] = field(default_factory=list)
@@ -63,7 +66,9 @@ class Validation:
         """The `validated` entry of (framework, model): status, against, and the first failing check.
 
         `passed` needs the forward to agree with a reference adapter in this run: two adapters that only
-        agree with each other may share a mistake, so they are `unverified`.
+        agree with each other may share a mistake, so they are `unverified`. The reference does not train, so
+        an adapter's gradients, optimizer steps and curves are compared only with another training adapter:
+        without one, the entry's `scope` is "forward only", and the report says so.
         """
         mine = [c for c in self.checks if c.framework == framework and c.model == model]
         bad = [c for c in mine if not c.passed]
@@ -75,7 +80,15 @@ class Validation:
                                "against": ", ".join(refs or against)}
         if bad:
             out["failed_check"] = describe_failure(bad[0])
+        if mine and all(c.check in ("logits", "loss") for c in mine):
+            out["scope"] = FORWARD_ONLY
         return out
+
+
+    def forward_only(self) -> list[str]:
+        """The non-reference adapters of which only the forward was compared, for want of a training partner."""
+        return [fw for fw in self.frameworks if fw not in self.references
+                and any(self.outcome(fw, m).get("scope") == FORWARD_ONLY for m in {c.model for c in self.checks})]
 
 
 def describe_failure(c: Check) -> str:
