@@ -60,8 +60,8 @@ def test_a_validation_done_anywhere_is_seen_by_a_run_with_any_out(tmp_path):
     assert not (here / "results").exists() and "remembered in" in v.stdout
     p, record, newest = run()
     assert "not validated" not in p.stderr
-    assert record["validated"] == {"status": "passed", "against": "numpy", "sizes": "tiny"}
-    assert "passed (vs numpy)" in (newest / "report.md").read_text()
+    assert record["validated"] == {"status": "passed", "against": "numpy", "scope": "forward only", "sizes": "tiny"}
+    assert "passed (vs numpy; forward only)" in (newest / "report.md").read_text()
     assert " · adapter xfbench " in (newest / "report.md").read_text()
 
 

@@ -139,7 +139,7 @@ def test_cache_certifies_only_the_same_versions(validation_cache):
     reg = {"torch": TORCH_INFO, "numpy": NUMPY_INFO}  # numpy: installed, has a version
     assert write_cache(_validation(True), reg, "tiny") == validation_cache / CACHE_FILE == cache_path()
     found = certified(reg)
-    assert found["torch/lenet5"] == {"status": "passed", "against": "numpy", "sizes": "tiny"}
+    assert found["torch/lenet5"] == {"status": "passed", "against": "numpy", "scope": "forward only", "sizes": "tiny"}
     assert found["numpy/lenet5"]["status"] == "reference"
     write_cache(_validation(False), reg, "default")
     entry = certified(reg)["torch/lenet5"]
@@ -269,7 +269,7 @@ def test_editing_an_adapter_makes_its_validation_stale(plugin):
     result = validate(registry=reg, models=["lenet5"], frameworks=["plug"], optimizers=["sgd"], tiny=True,
                       curve_steps=0)
     assert result.frameworks == ["plug", "numpy"]  # the reference is always added
-    assert result.outcome("plug", "lenet5") == {"status": "passed", "against": "numpy"}
+    assert result.outcome("plug", "lenet5") == {"status": "passed", "against": "numpy", "scope": "forward only"}
     write_cache(result, reg, "tiny")
     case = Case("plug", "lenet5", "infer", 2)
     assert uncertified([case], reg) == []
