@@ -17,6 +17,7 @@ from ..models import MODELS
 from ..records import Record
 from ..results import RunDir
 from . import plots
+from .backends import keras_backends_section
 from .glance import GLANCE_CAPTION, GLANCE_FILE, at_a_glance
 from .model import Config, Group, Report, Section, group_key
 from .roofline import roofline_section, with_share_of_peak
@@ -342,4 +343,4 @@ def build_report(run: RunDir) -> Report:
         not_measured=not_measured_tables(records), notes=notes, groups=groups,
         glance=at_a_glance(groups, records) if records else None,
         glance_plot=(GLANCE_CAPTION, GLANCE_FILE) if records else None,
-        roofline=roofline_section(peaks, groups) if peaks else None)
+        roofline=roofline_section(peaks, groups) if peaks else None, keras=keras_backends_section(groups))

@@ -15,7 +15,7 @@ from ..case import Case
 # Columns that hold numbers are right-aligned in every format.
 RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "set-up memory", "step memory", "GFLOP/s", "CPU busy",
          "samples", "speed vs best", "cases", "wins", "ties", "losses", "share of peak", "threads", "GEMM GFLOP/s",
-         "GEMM 95% CI", "of host peak", "copy GB/s", "copy 95% CI"}
+         "GEMM 95% CI", "of host peak", "copy GB/s", "copy 95% CI", "native samples/s"}
 
 
 @dataclass(frozen=True)
@@ -152,3 +152,4 @@ class Report:
     glance: Glance | None = None  # the heat map drawn at glance_plot, the first thing each format shows
     glance_plot: tuple[str, str] | None = None  # (caption, path relative to the run directory)
     roofline: Section | None = None  # the host's measured peaks (peak.json), where the run has them
+    keras: Section | None = None  # Keras on each backend against each other and native (xfbench.harness.report.backends)

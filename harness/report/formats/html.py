@@ -61,6 +61,9 @@ def render(r: Report, run_path: Path) -> str:
         p.append(html_table(r.verdict, "verdict"))
     p.append('<ul class="answers">' + "".join(f"<li><strong>{html.escape(q)}:</strong> {_text(a)}</li>"
                                               for q, a in r.answers) + "</ul></section>")
+    if r.keras:
+        p += [f'<section id="keras-backends"><h2>{html.escape(r.keras.title)}</h2>', html_table(r.keras.table)]
+        p += [f'<p class="method">{_text(n)}</p>' for n in r.keras.notes] + ["</section>"]
     p.append("<h2>Settings that differ between frameworks</h2>")
     p.append(html_table(r.settings, "settings") if len(r.settings)
              else "<p>None: every compared setting is the same.</p>")

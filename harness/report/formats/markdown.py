@@ -31,6 +31,9 @@ def render(r: Report, run_path: Path | None = None) -> str:
     if len(r.verdict):
         out += md_table(r.verdict) + [""]
     out += [f"- **{q}:** {a}" for q, a in r.answers] + [""]
+    if r.keras:
+        out += [f"## {r.keras.title}", ""] + md_table(r.keras.table) + [""]
+        out += [line for n in r.keras.notes for line in (n, "")]
     out += ["## Settings that differ between frameworks", ""]
     out += (md_table(r.settings) if len(r.settings) else ["None: every compared setting is the same."]) + [""]
     if r.roofline:
