@@ -25,8 +25,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from xfbench.adapters.keras_model import (POLICIES, build_model, held_at_zero, keras_optimizer, load_canonical,
-                                          to_canonical)
+from xfbench.adapters.keras_model import (POLICIES, build_model, held_at_zero, keep_float64, keras_optimizer,
+                                          load_canonical, to_canonical)
 from xfbench.harness.adapter import Adapter, Unsupported
 from xfbench.harness.models import ModelSpec
 from xfbench.harness.optimizers import OptimizerSpec
@@ -352,6 +352,9 @@ def _seed_torch(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+_nothing = contextlib.nullcontext
+
+
 def _no_hold(a: "KerasAdapter", logits):
     return None
 
@@ -406,13 +409,14 @@ class KerasAdapter(Adapter):
         """Device and Keras dtype policy and floatx; the global policy is restored after.
 
         Every build, step and trace runs inside: on an eager backend (torch), Python numbers in the optimizer's
-        math become tensors of floatx at run time, which must be float64 in fp64.
+        math become tensors of floatx at run time, which must be float64 in fp64; and in fp64 Keras must not demote
+        float64 results to float32 (keras_model.keep_float64).
         """
         policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
         keras.config.set_floatx(self.floatx)
         keras.config.set_dtype_policy(self.policy)
         try:
-            with keras.device(self.keras_device):
+            with keras.device(self.keras_device), keep_float64() if self.precision == "fp64" else _nothing():
                 yield
         finally:
             keras.config.set_floatx(floatx)
@@ -537,6 +541,9 @@ class KerasAdapter(Adapter):
             "optimizer_impl": f"keras.optimizers ({self.BACKEND} backend); Adam, RMSprop subclassed to torch.optim "
                               "math",
         })
+        if self.precision == "fp64":
+            s["float64_promotion"] = ("Keras's demotion of float64 results to float32 switched off while the adapter "
+                                      "runs (keras_model.keep_float64)")
         if self.spec.kind != "sequence":
             s.pop("recurrent_impl", None)
         return s

@@ -7,6 +7,7 @@ build the same model from it (docs/spec.md sections 2.3 and 3.2).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,6 +22,28 @@ from xfbench.harness.optimizers import OptimizerSpec
 # precision -> (Keras dtype policy, floatx); floatx sets the dtype of the optimizer's learning-rate variable.
 POLICIES = {"fp32": ("float32", "float32"), "tf32": ("float32", "float32"),
             "fp64": ("float64", "float64"), "bf16": ("mixed_bfloat16", "float32")}
+
+
+@contextlib.contextmanager
+def keep_float64():
+    """Keras's type promotion without its demotion of float64 results to float32, while the context is active.
+
+    Keras 3 (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE, "to be aligned with JAX's default
+    behavior") promotes float64 with float64 to float32 on every backend but TensorFlow, whatever jax_enable_x64
+    says: Dense's ops.matmul of a float64 input and kernel returns float32 on torch and JAX, so a float64 model
+    computes partly in float32 (gradients 2e-7 off torch's float64 ones on LeNet-5). Float32 and bfloat16 never
+    meet that rule; float64 validation (docs/spec.md section 6) needs it off. Keras has no public switch: this
+    sets the table's float64 entry (private API) and restores it after.
+    """
+    from keras.src.backend.common import dtypes  # noqa: PLC0415  private: no public switch exists
+
+    table = dtypes.BIT64_TO_BIT32_DTYPE
+    before = table.get("float64", "float32")
+    table["float64"] = "float64"
+    try:
+        yield
+    finally:
+        table["float64"] = before
 
 
 # ---- optimizers with torch.optim math that native Keras does not offer ----
