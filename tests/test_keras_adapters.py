@@ -60,6 +60,18 @@ WORKER = textwrap.dedent("""
         a.sync()
         out["settings"][model] = a.settings()
     out["bf16"] = adapter("lenet5", precision="bf16")[0].settings()["compute_dtype"]
+    # float64 is float64 throughout: Keras demotes float64 results to float32 on JAX and torch unless told not to.
+    from xfbench.adapters.numpy_adapter import NumpyAdapter
+    out["fp64_logits_vs_numpy"] = {{}}
+    for model in ("lenet5", "gru"):
+        a, spec = adapter(model, None, "fp64")
+        ref = NumpyAdapter(device="cpu", precision="fp64", threads=1, seed=0)
+        ref.build(spec, None)
+        for m in (a, ref):
+            m.load_weights(init_weights(spec))
+        x, y = make_inputs(spec, 3, seed=1)
+        got, want = a.forward(a.put_batch(x, y))[0], ref.forward(ref.put_batch(x, y))[0]
+        out["fp64_logits_vs_numpy"][model] = float(np.abs(got - want).max() / np.abs(want).max())
     # load_weights starts the optimizer afresh, and the GRU's recurrent r, z biases stay at zero.
     a, spec = adapter("gru", "adam")
     weights = init_weights(spec)
@@ -177,6 +189,7 @@ def test_a_worker_holds_one_framework_and_says_what_ran(processes, backend):
     assert "recurrent_impl" not in image and tokens["recurrent_impl"]
     assert tokens["data_layout"] == "(B, T) int32"
     assert result["bf16"] == "bfloat16"
+    assert max(result["fp64_logits_vs_numpy"].values()) <= 1e-12, result["fp64_logits_vs_numpy"]
     assert result["reload_resets_optimizer"]
     assert result["held_rz_bias"] == [0.0, 0.0]
     assert result["tf32_on_cpu"] == "tf32 is a GPU precision; use fp32 on CPU"
