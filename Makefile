@@ -11,7 +11,9 @@ TORCH_VERSION ?= 2.13.0
 HAS_NVIDIA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo yes)
 TF_PACKAGE := $(if $(HAS_NVIDIA),tensorflow[and-cuda],tensorflow-cpu)
 JAX_PACKAGE := $(if $(HAS_NVIDIA),jax[cuda12],jax)
-FRAMEWORKS := torch==$(TORCH_VERSION) $(TF_PACKAGE) $(JAX_PACKAGE) flax optax
+ORT_PACKAGE := $(if $(HAS_NVIDIA),onnxruntime-gpu,onnxruntime)
+# keras: Keras 3 for keras-jax, keras-torch and keras-tensorflow (TensorFlow also depends on it).
+FRAMEWORKS := torch==$(TORCH_VERSION) $(TF_PACKAGE) $(JAX_PACKAGE) flax optax keras onnx $(ORT_PACKAGE)
 # With a GPU, also NVML's Python bindings: bench run then warns of other processes on the GPU.
 COMMA := ,
 EXTRAS := dev$(if $(HAS_NVIDIA),$(COMMA)gpu)

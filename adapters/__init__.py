@@ -28,6 +28,25 @@ JAX = AdapterInfo(
     name="jax", framework="jax", target="xfbench.adapters.jax_adapter:JaxAdapter",
     requires=("jax", "flax", "optax"), distributions=("jax", "jaxlib", "flax", "optax"),
     summary="Flax linen modules, Optax, train and infer steps each one jax.jit")
+# Keras 3 on each backend: one model definition (keras_model.py); the backend is fixed by the target module,
+# which sets KERAS_BACKEND before Keras is imported (a worker holds one framework, and Keras one backend).
+_KERAS = "Keras 3 on {}: model.compile(jit_compile='auto') and train_on_batch; inference {}"
+KERAS_JAX = AdapterInfo(
+    name="keras-jax", framework="keras", target="xfbench.adapters.keras_jax:KerasAdapter",
+    requires=("keras", "jax"), distributions=("keras", "jax", "jaxlib"),
+    summary=_KERAS.format("JAX", "jax.jit of model.stateless_call"))
+KERAS_TORCH = AdapterInfo(
+    name="keras-torch", framework="keras", target="xfbench.adapters.keras_torch:KerasAdapter",
+    requires=("keras", "torch"), distributions=("keras", "torch"),
+    summary=_KERAS.format("PyTorch", "eager under torch.no_grad"))
+KERAS_TENSORFLOW = AdapterInfo(
+    name="keras-tensorflow", framework="keras", target="xfbench.adapters.keras_tensorflow:KerasAdapter",
+    requires=("keras", "tensorflow"), distributions=("keras", "tensorflow", "tensorflow-cpu"),
+    summary=_KERAS.format("TensorFlow", "tf.function, XLA as jit_compile='auto' resolves"))
+ONNXRUNTIME = AdapterInfo(
+    name="onnxruntime", framework="onnx", target="xfbench.adapters.onnxruntime_adapter:OnnxRuntimeAdapter",
+    requires=("onnx", "onnxruntime"), distributions=("onnx", "onnxruntime"),
+    summary="ONNX Runtime (inference only): an ONNX graph built from the spec, CPU or CUDA execution provider")
 NUMPY = AdapterInfo(
     name="numpy", framework="numpy", target="xfbench.adapters.numpy_adapter:NumpyAdapter",
     requires=("numpy",), summary="NumPy reference (inference only): the oracle of `bench validate`",
