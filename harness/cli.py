@@ -278,6 +278,9 @@ def validate(models: str | None, frameworks: str | None, optimizers: str | None,
     if not result.references:
         err_console.print("[yellow]no reference adapter ran[/]: outcomes are remembered as unverified, never passed",
                           soft_wrap=True)
+    for fw, why in result.inference_only.items():
+        err_console.print(f"[yellow]inference only[/]: {escape(fw)}: {escape(why)}; its forward was compared",
+                          soft_wrap=True)
     alone = result.forward_only()
     if alone:
         err_console.print(f"[yellow]forward only[/]: {escape(', '.join(alone))}: no other training adapter ran, so "

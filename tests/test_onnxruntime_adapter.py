@@ -204,3 +204,20 @@ def test_validates_against_numpy_forward_only():
     for model in TINY_SIZES:
         assert result.outcome("onnxruntime", model) == {"status": "passed", "against": "numpy",
                                                         "scope": "forward only"}
+
+
+def test_full_validation_compares_its_forward_and_says_it_is_inference_only():
+    """The default checks: an inference-only adapter is not a failed run; the training adapter's checks go on."""
+    pytest.importorskip("torch")
+    registry = discover()
+    result = validate(registry=registry, frameworks=["onnxruntime", "torch"], models=["lenet5", "gru"], tiny=True,
+                      optimizers=["sgd"], curve_steps=0)
+    assert result.passed, [c for c in result.checks if not c.passed]
+    assert set(result.inference_only) == {"onnxruntime"}
+    assert result.inference_only["onnxruntime"].startswith("onnxruntime is inference-only here")
+    for model in ("lenet5", "gru"):
+        assert result.outcome("onnxruntime", model) == {"status": "passed", "against": "numpy",
+                                                        "scope": "forward only"}
+    # torch had no training partner (numpy and onnxruntime do not train): it is advised to add one; onnxruntime,
+    # which cannot train, is not.
+    assert result.forward_only() == ["torch"]

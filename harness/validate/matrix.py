@@ -57,6 +57,8 @@ class Validation:
     frameworks: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # adapter -> why it did not run
     references: list[str] = field(default_factory=list)  # the reference adapters that ran (`numpy`)
+    # adapter -> why it does not train (its worker's Unsupported): only its forward was compared, by its nature
+    inference_only: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -87,7 +89,7 @@ class Validation:
 
     def forward_only(self) -> list[str]:
         """The non-reference adapters of which only the forward was compared, for want of a training partner."""
-        return [fw for fw in self.frameworks if fw not in self.references
+        return [fw for fw in self.frameworks if fw not in self.references and fw not in self.inference_only
                 and any(self.outcome(fw, m).get("scope") == FORWARD_ONLY for m in {c.model for c in self.checks})]
 
 
@@ -143,6 +145,12 @@ def run_worker(info: AdapterInfo, job: dict[str, Any], workdir: Path, timeout_s:
     return None
 
 
+def _inference_only(folder: Path, fw: str) -> bool:
+    """Whether the adapter's worker said it does not train (validate.worker.compute)."""
+    status = folder / f"{fw}.json"
+    return status.exists() and bool(json.loads(status.read_text()).get("inference_only"))
+
+
 def compare(model: str, folder: Path, frameworks: list[str], optimizers: list[str],
             registry: dict[str, AdapterInfo], worker_errors: dict[str, str],
             reference_only: bool = False) -> tuple[list[Check], dict]:
@@ -168,7 +176,7 @@ def _compare(model: str, folder: Path, frameworks: list[str], optimizers: list[s
         else:
             data[fw] = files.enter_context(np.load(folder / f"{fw}.npz", allow_pickle=False))
     names: list[tuple[str, float]] = [("logits", FORWARD_TOL), ("loss", FORWARD_TOL)]
-    trainable = [fw for fw in frameworks if not registry[fw].reference]
+    trainable = [fw for fw in frameworks if not registry[fw].reference and fw in data and not _inference_only(folder, fw)]
     if any(f"grad.{next(iter(weights))}" in d for d in data.values()):
         names += [("grad", FP64_TOL)] + [(f"step.{o}", FP64_TOL) for o in optimizers]
         names += [(k, CURVE_TOL) for k in sorted({k for d in data.values() for k in d if k.startswith("curve.")})]
@@ -257,6 +265,11 @@ def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = Non
                                     reference_only=checks == "forward")
             result.checks += found
             result.curves.update(curves)
+            for fw in result.frameworks:
+                status = root / m / f"{fw}.json"
+                reason = json.loads(status.read_text()).get("inference_only") if status.exists() else None
+                if reason:
+                    result.inference_only.setdefault(fw, reason)
         if artifacts:  # the per-adapter status files are for the parent, not for re-checkers
             for m in models:
                 for fw in result.frameworks:

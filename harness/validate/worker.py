@@ -32,11 +32,14 @@ def _adapter(cls: type, info: Any, spec: Any, optimizer: Any, precision: str, th
 
 def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, checks: str, optimizers: list[str],
             curve_steps: int, emit: Callable[[str, Any], None], threads: int = 1, seed: int = 0,
-            device: str = "cpu") -> None:
+            device: str = "cpu") -> str | None:
     """Every number one adapter contributes to validation of one model, in canonical names, one `emit` each.
 
-    Emitted as soon as computed: AlexNet's float64 weights after each optimizer are ~0.5 GB apiece.
+    Emitted as soon as computed: AlexNet's float64 weights after each optimizer are ~0.5 GB apiece. Returns
+    None, or why the adapter does not train (an inference-only adapter such as ONNX Runtime's raises
+    `Unsupported` when built with an optimizer): then only its forward is compared.
     """
+    from ..adapter import Unsupported
     from ..optimizers import build_optimizer
 
     # float32 forward first: jax's x64 switch is process-wide and each adapter sets it in __init__.
@@ -53,9 +56,14 @@ def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, che
     del fp32
     gc.collect()
     if checks == "forward" or info.reference:
-        return
+        return None
     for i, name in enumerate(optimizers):
-        a = _adapter(cls, info, spec, build_optimizer(name), "fp64", threads, seed, device)
+        try:
+            a = _adapter(cls, info, spec, build_optimizer(name), "fp64", threads, seed, device)
+        except Unsupported as e:
+            if i == 0:
+                return str(e).splitlines()[0][:300] if str(e) else "the adapter does not train"
+            raise
         a.load_weights(weights)
         batch = a.put_batch(inputs["x"], inputs["y"])
         if i == 0:
@@ -81,6 +89,7 @@ def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, che
         emit(f"curve.{name}", curve)
         del a, batches, batch
         gc.collect()
+    return None
 
 
 class NpzWriter:
@@ -123,7 +132,7 @@ def main(argv: list[str]) -> int:
             status["parameters"] = spec.parameter_count()
             writer = NpzWriter(folder / f"{job['adapter']}.npz")
             try:
-                compute(cls=cls, info=info, spec=spec, weights=load_npz(folder / "weights.npz"),
+                status["inference_only"] = compute(cls=cls, info=info, spec=spec, weights=load_npz(folder / "weights.npz"),
                         inputs=load_npz(folder / "inputs.npz"), checks=job["checks"], optimizers=job["optimizers"],
                         curve_steps=job["curve_steps"], emit=writer, threads=job["threads"],
                         device=job.get("device", "cpu"))
