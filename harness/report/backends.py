@@ -76,7 +76,7 @@ def keras_backends_section(groups: list[Group]) -> Section | None:
                     per_adapter.setdefault(c.framework, []).append((native, c))
                 rows.append({
                     "job": f"{g.model} {g.mode} b={b}" + ("" if g.device == "cpu" else f" {g.device}")
-                           + ("" if g.precision == "fp32" else f" {g.precision}"),
+                           + ("" if g.precision == "fp32" else f" {g.precision}") + (f" on {g.host}" if g.host else ""),
                     "keras adapter": c.framework,
                     "samples/s": f"{c.samples_per_s:,.1f}",
                     "among Keras": among,

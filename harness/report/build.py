@@ -19,6 +19,7 @@ from ..results import RunDir
 from . import plots
 from .backends import keras_backends_section
 from .glance import GLANCE_CAPTION, GLANCE_FILE, at_a_glance
+from .hosts import by_host_section, describe, host_labels, hosts_seen
 from .model import Config, Group, Report, Section, group_key
 from .roofline import roofline_section, with_share_of_peak
 from .verdict import CONTENDED_PREFIX, verdict, vs_fastest
@@ -126,26 +127,31 @@ def _config(recs: list[Record], spread: float | None = None) -> Config:
         manifest=recs[0].manifest, median_floor=floor)
 
 
-def run_spreads(records: list[Record]) -> dict[str, float]:
-    """Device -> the pooled process-to-process spread of the run's ok configurations on it (stats.process_spread)."""
-    by_device: dict[str, dict[str, list[tuple[float, ...]]]] = {}
-    for r in records:
+def run_spreads(records: list[Record], run_host: dict[str, Any] | None = None) -> dict[str, float]:
+    """Device -> the pooled process-to-process spread of the run's ok configurations on it (stats.process_spread);
+    a configuration measured on several hosts counts once per host (`run_host`: run.json's, as in `collect_groups`)."""
+    by_device: dict[str, dict[tuple[str, str], list[tuple[float, ...]]]] = {}
+    for r, host in zip(records, host_labels(records, run_host)):
         if r.ok and r.samples_s:
-            by_device.setdefault(r.case.device, {}).setdefault(r.config_id, []).append(tuple(r.samples_s))
+            by_device.setdefault(r.case.device, {}).setdefault((host, r.config_id), []).append(tuple(r.samples_s))
     spreads = {device: process_spread(configs.values()) for device, configs in by_device.items()}
     return {device: s for device, s in spreads.items() if s is not None}
 
 
-def collect_groups(records: list[Record]) -> list[Group]:
-    """Ok records pooled per configuration (processes) and grouped into comparisons, sorted."""
-    configs: dict[str, list[Record]] = {}
-    for r in records:
+def collect_groups(records: list[Record], run_host: dict[str, Any] | None = None) -> list[Group]:
+    """Ok records pooled per configuration (processes) and grouped into comparisons, sorted.
+
+    Where the records come from several hosts (`run_host`: run.json's, the machine of a record without
+    its own), a configuration pools only the processes of one host and each comparison is one host's.
+    """
+    configs: dict[tuple[str, str], list[Record]] = {}
+    for r, host in zip(records, host_labels(records, run_host)):
         if r.ok:
-            configs.setdefault(r.config_id, []).append(r)
-    spreads = run_spreads(records)
+            configs.setdefault((host, r.config_id), []).append(r)
+    spreads = run_spreads(records, run_host)
     groups: dict[tuple, Group] = {}
-    for recs in configs.values():
-        key = group_key(recs[0].case)
+    for (host, _), recs in configs.items():
+        key = group_key(recs[0].case, host)
         groups.setdefault(key, Group(*key)).configs.append(_config(recs, spreads.get(recs[0].case.device)))
     for g in groups.values():
         g.configs.sort(key=lambda x: (x.batch_size, -x.samples_per_s, x.framework))
@@ -229,7 +235,7 @@ def settings_table(groups: list[Group]) -> pd.DataFrame:
     for g in compared:
         for k, vals in differing_settings(g).items():
             text = "; ".join(f"{fw}: {v}" for fw, v in vals.items())
-            seen.setdefault((k, text), []).append(f"{g.model} {g.mode}")
+            seen.setdefault((k, text), []).append(f"{g.model} {g.mode}" + (f" on {g.host}" if g.host else ""))
     rows = [{"setting": k, "values": text, "why it matters": FAIRNESS[k.split(".")[0]][0],
              "comparisons": f"all {len(compared)}" if len(where) == len(compared) else ", ".join(where)}
             for (k, text), where in sorted(seen.items())]
@@ -248,17 +254,20 @@ def warning_lists(groups: list[Group]) -> list[tuple[str, list[str]]]:
                 where = (contended if w.startswith(CONTENDED_PREFIX) else remeasured if w.startswith("re-measured") else
                          "Unstable measurements" if w.startswith(UNSTABLE_PREFIXES) else
                          "CPU use far from the thread cap" if w.startswith(CPU_CAP_PREFIXES) else "Other warnings")
-                buckets[where].append(f"{c.framework} {g.model} {g.mode} b={c.batch_size} {g.device}: {w}")
+                on = f" on {g.host}" if g.host else ""
+                buckets[where].append(f"{c.framework} {g.model} {g.mode} b={c.batch_size} {g.device}{on}: {w}")
     return [(k, v) for k, v in buckets.items() if v]
 
 
-def not_measured_tables(records: list[Record]) -> list[tuple[str, pd.DataFrame]]:
+def not_measured_tables(records: list[Record],
+                        run_host: dict[str, Any] | None = None) -> list[tuple[str, pd.DataFrame]]:
     out = []
+    hosts = host_labels(records, run_host)
     for title, statuses in (("Skipped", ("skipped",)), ("Failed or timed out", ("failed", "timeout"))):
         rows = [{"case": (f"{r.case.framework} {r.case.model} {r.case.mode} b={r.case.batch_size} "
-                          f"{r.case.device} {r.case.precision}"),
+                          f"{r.case.device} {r.case.precision}" + (f" on {h}" if h else "")),
                  "status": r.status, "reason": " ".join((r.reason or "").split())}
-                for r in records if r.status in statuses]
+                for r, h in zip(records, hosts) if r.status in statuses]
         if rows:
             out.append((title, pd.DataFrame(rows)))
     return out
@@ -296,27 +305,36 @@ def _frameworks(records: list[Record]) -> pd.DataFrame:
 def build_report(run: RunDir) -> Report:
     meta, records = run.meta(), run.records()
     host = meta.host
-    groups = collect_groups(records)
+    groups = collect_groups(records, host)
     when = (dt.datetime.fromtimestamp(meta.started, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             if meta.started else "?")
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "skipped", "failed", "timeout")}
+    hosts = hosts_seen(records, host)  # the machines that measured the records (run.json's host for older ones)
+    by_host = by_host_section(groups, hosts)
+    machine = "Host" if len(hosts) <= 1 else "Run started on"  # several hosts: run.json's is where `bench run` ran
     intro = [f"Run {run.path.name}, started {when}; {len(records)} case records: {counts['ok']} measured, "
              f"{counts['skipped']} skipped, {counts['failed'] + counts['timeout']} failed or timed out.",
-             f"Host: {host.get('hostname', '?')}, {host.get('cpu_model', '?')}, "
+             f"{machine}: {host.get('hostname', '?')}, {host.get('cpu_model', '?')}, "
              f"{host.get('cpus_available', '?')} CPUs available"
              + (f", GPUs: {'; '.join(host['gpus'])}" if host.get("gpus") else ", no GPU")
              + f"; {host.get('os', '?')}; Python {host.get('python', '?')}; xfbench {host.get('harness_version', '?')}"
              + (f" ({host['git_commit'][:12]})" if host.get("git_commit") else "") + "."]
+    if len(hosts) > 1:  # a run on a cluster: say which machines measured it
+        intro.append(f"The records come from {len(hosts)} hosts: " + "; ".join(describe(h, m) for h, m in hosts.items())
+                     + ". Frameworks are compared only on the same host"
+                     + ("; see By host for the hardware comparison." if by_host else "."))
     v = verdict(groups)
     peaks, peak_notes = read_peaks(run.path)  # peak.json: the roofline, where the run measured it
     sections = []
+    # peak.json holds the run's own machine's peaks: a job measured on another host gets no share of them.
+    here = ("", host.get("hostname"))
     for g in groups:
         diff = differing_settings(g)
         notes = ([f"Settings that differ here: {', '.join(diff)}."] if diff else [])
-        table = with_share_of_peak(group_table(g), g, peaks) if peaks else group_table(g)
+        table = with_share_of_peak(group_table(g), g, peaks if g.host in here else {}) if peaks else group_table(g)
         sections.append(Section(g.title, table, notes, plots.plot_paths(g)))
     notes = run.reading_notes() + peak_notes
-    spreads = run_spreads(records)
+    spreads = run_spreads(records, host)
     spread_text = ("the run's process-to-process spread (pooled over its configurations: "
                    + ", ".join(f"{v:.1%} on {d}" for d, v in sorted(spreads.items()))
                    + "; the SD of the log of a process's median step time)") if spreads else \
@@ -340,7 +358,8 @@ def build_report(run: RunDir) -> Report:
                 "times samples/s. validated is the `bench validate` result for the case, if any. ⚠: see "
                 "Warnings."),
         sections=sections, startup_plot=plots.startup_path(groups), warnings=warning_lists(groups),
-        not_measured=not_measured_tables(records), notes=notes, groups=groups,
-        glance=at_a_glance(groups, records) if records else None,
+        not_measured=not_measured_tables(records, host), notes=notes, groups=groups,
+        glance=at_a_glance(groups, records, host) if records else None,
         glance_plot=(GLANCE_CAPTION, GLANCE_FILE) if records else None,
-        roofline=roofline_section(peaks, groups) if peaks else None, keras=keras_backends_section(groups))
+        roofline=roofline_section(peaks, [g for g in groups if g.host in here]) if peaks else None,
+        keras=keras_backends_section(groups), by_host=by_host)

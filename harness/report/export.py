@@ -55,7 +55,7 @@ def pytest_benchmark_json(run: RunDir) -> dict[str, Any]:
         if r.ok:
             first.setdefault(r.config_id, r)
     benchmarks = []
-    for g in collect_groups(records):
+    for g in collect_groups(records, host):
         group = g.title
         for c in g.configs:
             rec = first[c.config_id]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from ..records import Record
+from .hosts import host_labels
 from .model import Glance, GlanceCell, GlanceRow, Group, group_key
 from .plots import PLOTS_DIR, _save
 from .verdict import CONTENDED_PREFIX, vs_fastest
@@ -44,15 +45,20 @@ def _row(group: Group, batch: int) -> dict[str, GlanceCell]:
     return cells
 
 
-def at_a_glance(groups: Sequence[Group], records: Sequence[Record]) -> Glance:
-    """One row per job (a comparison at one batch size, in the report's order), one cell per framework."""
+def at_a_glance(groups: Sequence[Group], records: Sequence[Record],
+                run_host: Mapping[str, Any] | None = None) -> Glance:
+    """One row per job (a comparison at one batch size, in the report's order), one cell per framework.
+
+    Where the records come from several hosts a job is one host's (the groups are: `collect_groups` with
+    the same `run_host`), so a row never compares frameworks measured on different machines.
+    """
     titles = {g.key: g.title for g in groups}
     jobs: dict[tuple, dict[str, GlanceCell]] = {}
     order = list(NOT_MEASURED.values())
-    for r in records:  # the cases without a number keep their job's row and say why
+    for r, host in zip(records, host_labels(records, run_host)):  # the cases without a number keep their row
         if r.ok:
             continue
-        key = group_key(r.case)
+        key = group_key(r.case, host)
         titles.setdefault(key, Group(*key).title)
         cells = jobs.setdefault((key, r.case.batch_size), {})
         status = NOT_MEASURED.get(r.status, r.status)

@@ -16,6 +16,13 @@ from ..case import Case
 RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "set-up memory", "step memory", "GFLOP/s", "CPU busy",
          "samples", "speed vs best", "cases", "wins", "ties", "losses", "share of peak", "threads", "GEMM GFLOP/s",
          "GEMM 95% CI", "of host peak", "copy GB/s", "copy 95% CI", "native samples/s"}
+# Columns named per host (the "By host" table, xfbench.harness.report.hosts) are numbers too.
+RIGHT_PREFIXES = ("samples/s on ", "95% CI on ", "ratio ")
+
+
+def right_aligned(column: object) -> bool:
+    """Whether a table column holds numbers (right-aligned in every format)."""
+    return column in RIGHT or str(column).startswith(RIGHT_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -53,18 +60,22 @@ class Config:
         return self.batch_size / self.summary.ci_high, self.batch_size / self.summary.ci_low
 
 
-def group_key(case: Case) -> tuple[str, str, str, str, int, str, str]:
-    """What a case is compared by, less the batch size: the fields of its `Group`, in order."""
+def group_key(case: Case, host: str = "") -> tuple[str, str, str, str, int, str, str, str]:
+    """What a case is compared by, less the batch size: the fields of its `Group`, in order. `host`: the
+    machine that measured it (xfbench.harness.report.hosts.host_labels), "" when the run's records share one."""
     opt = ""
     if case.mode == "train":
         opt = case.optimizer + (f" {json.dumps(case.optimizer_params, sort_keys=True)}" if case.optimizer_params else "")
     return (case.model, case.mode, case.device, case.precision, case.threads,
-            json.dumps(case.model_params, sort_keys=True), opt)
+            json.dumps(case.model_params, sort_keys=True), opt, host)
 
 
 @dataclass
 class Group:
-    """One comparison: a model, mode, device, precision, thread count, params and optimizer."""
+    """One comparison: a model, mode, device, precision, thread count, params and optimizer, on one host.
+
+    `host` is "" when every record of the run came from one machine; otherwise the hostname that measured
+    the group's cases, and frameworks are compared only within it."""
 
     model: str
     mode: str
@@ -73,25 +84,34 @@ class Group:
     threads: int
     params: str
     optimizer: str
+    host: str = ""
     configs: list[Config] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, str, str, str, int, str, str]:
+    def key(self) -> tuple[str, str, str, str, int, str, str, str]:
         """`group_key` of its cases."""
-        return (self.model, self.mode, self.device, self.precision, self.threads, self.params, self.optimizer)
+        return (self.model, self.mode, self.device, self.precision, self.threads, self.params, self.optimizer,
+                self.host)
 
     @property
-    def title(self) -> str:
+    def job(self) -> str:
+        """The title without the host: the same comparison on every host."""
         t = (f"{self.model} · {self.mode}" + (f" ({self.optimizer})" if self.optimizer else "")
              + f" · {self.device} · {self.precision} · {self.threads} thread{'s' if self.threads != 1 else ''}")
         return t + (f" · {self.params}" if self.params != "{}" else "")
 
     @property
+    def title(self) -> str:
+        return self.job + (f" · on {self.host}" if self.host else "")
+
+    @property
     def slug(self) -> str:
-        """A short file-name-safe id: the readable parts, plus a hash of the params and optimizer options."""
+        """A short file-name-safe id: the readable parts, plus a hash of the params, optimizer options and host."""
         base = f"{self.model}-{self.mode}-{self.optimizer.split(' ')[0]}-{self.device}-{self.precision}-t{self.threads}"
+        base += f"-on-{self.host}" if self.host else ""
         extra = self.params if self.params != "{}" else ""
         extra += self.optimizer.partition(" ")[2]
+        extra += f" on {self.host}" if self.host else ""  # two hostnames that read alike keep their own files
         tag = f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else ""
         return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") + tag
 
@@ -153,3 +173,4 @@ class Report:
     glance_plot: tuple[str, str] | None = None  # (caption, path relative to the run directory)
     roofline: Section | None = None  # the host's measured peaks (peak.json), where the run has them
     keras: Section | None = None  # Keras on each backend against each other and native (xfbench.harness.report.backends)
+    by_host: Section | None = None  # a framework on several hosts side by side (xfbench.harness.report.hosts)

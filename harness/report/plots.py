@@ -92,7 +92,8 @@ def _first_step(groups: Sequence["Group"], colours: dict[str, str], path: Path) 
     import matplotlib.pyplot as plt
 
     fws = _frameworks(groups)
-    labels = [f"{g.model} {g.mode}" + ("" if len(g.batches()) == 1 else f" b={g.batches()[0]}") for g in groups]
+    labels = [f"{g.model} {g.mode}" + ("" if len(g.batches()) == 1 else f" b={g.batches()[0]}")
+              + (f" on {g.host}" if g.host else "") for g in groups]
     fig, ax = plt.subplots(figsize=(min(12.0, max(5.0, 0.5 * len(groups) * len(fws) + 1.5)), 3.4))
     width = 0.8 / len(fws)
     for i, fw in enumerate(fws):

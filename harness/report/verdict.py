@@ -22,6 +22,10 @@ METHOD = (
     "Start-up: first-step time (tracing, compilation). Memory: the steady-state step peak (device memory on GPU, "
     "host RSS on CPU, reset after the warm-up), not the set-up peak."
 )
+HOSTS_METHOD = (  # appended where the run's records come from several hosts (xfbench.harness.report.hosts)
+    " The records come from several hosts: a comparable case is also one host, so frameworks are compared "
+    "only on the same machine, and a framework's score is over its cases on every host."
+)
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,11 @@ def answer(scores: dict[str, Score]) -> str:
 
 def _small_batch(cases: Sequence[Comparable]) -> list[Comparable]:
     smallest: dict[tuple, int] = {}
-    for g, peers in cases:
-        k = (g.model, g.device, g.precision, g.threads, g.params)
+    for g, peers in cases:  # per host too: a host's smallest batch is small there
+        k = (g.model, g.device, g.precision, g.threads, g.params, g.host)
         smallest[k] = min(smallest.get(k, peers[0].batch_size), peers[0].batch_size)
-    return [(g, p) for g, p in cases
-            if g.mode == "infer" and p[0].batch_size == smallest[(g.model, g.device, g.precision, g.threads, g.params)]]
+    return [(g, p) for g, p in cases if g.mode == "infer"
+            and p[0].batch_size == smallest[(g.model, g.device, g.precision, g.threads, g.params, g.host)]]
 
 
 def _times(c: Config) -> Sequence[Sequence[float]] | Sequence[float]:
@@ -134,11 +138,12 @@ def verdict(groups: Sequence[Group]) -> Verdict:
         ("Fastest start-up", answer(_scores(cases, lambda c: c.first_step_s))),
         ("Least memory", answer(_scores(cases, lambda c: c.memory_bytes))),
     ]
-    contended = [f"{c.framework} {g.model} {g.mode} b={c.batch_size}" for g, peers in cases for c in peers
+    contended = [f"{c.framework} {g.model} {g.mode} b={c.batch_size}" + (f" on {g.host}" if g.host else "")
+                 for g, peers in cases for c in peers
                  if any(w.startswith(CONTENDED_PREFIX) for w in c.warnings)]
     if contended:  # the answers above rest on them: say so where the answers are read
         answers.append(("Measured under contention", f"{len(contended)} of {sum(len(p) for _, p in cases)} "
                         "measurements ran while other processes used the worker's CPUs or GPU, and no clean samples "
                         "could replace theirs (see Warnings): "
                         f"{', '.join(contended)}. Rerun on a quiet machine before relying on these answers."))
-    return Verdict(METHOD, table, answers)
+    return Verdict(METHOD + (HOSTS_METHOD if any(g.host for g in groups) else ""), table, answers)

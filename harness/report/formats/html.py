@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..model import RIGHT, Report
+from ..model import Report, right_aligned
 
 FILENAME = "report.html"
 
@@ -30,8 +30,8 @@ def _text(s: str) -> str:
 
 def html_table(df: pd.DataFrame, table_id: str | None = None) -> str:
     attr = f' id="{table_id}"' if table_id else ""
-    head = "".join(f'<th{" class=num" if c in RIGHT else ""}>{html.escape(str(c))}</th>' for c in df.columns)
-    body = "".join("<tr>" + "".join(f'<td{" class=num" if c in RIGHT else ""}>{html.escape(str(v))}</td>'
+    head = "".join(f'<th{" class=num" if right_aligned(c) else ""}>{html.escape(str(c))}</th>' for c in df.columns)
+    body = "".join("<tr>" + "".join(f'<td{" class=num" if right_aligned(c) else ""}>{html.escape(str(v))}</td>'
                                     for c, v in zip(df.columns, row)) + "</tr>"
                    for row in df.itertuples(index=False))
     return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -64,6 +64,9 @@ def render(r: Report, run_path: Path) -> str:
     if r.keras:
         p += [f'<section id="keras-backends"><h2>{html.escape(r.keras.title)}</h2>', html_table(r.keras.table)]
         p += [f'<p class="method">{_text(n)}</p>' for n in r.keras.notes] + ["</section>"]
+    if r.by_host:
+        p += [f'<section id="by-host"><h2>{html.escape(r.by_host.title)}</h2>', html_table(r.by_host.table)]
+        p += [f'<p class="method">{_text(n)}</p>' for n in r.by_host.notes] + ["</section>"]
     p.append("<h2>Settings that differ between frameworks</h2>")
     p.append(html_table(r.settings, "settings") if len(r.settings)
              else "<p>None: every compared setting is the same.</p>")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..model import RIGHT, Report
+from ..model import Report, right_aligned
 
 FILENAME = "report.md"
 
@@ -14,10 +14,11 @@ def _cell(v: object) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def md_table(df: pd.DataFrame, right: set[str] = RIGHT) -> list[str]:
-    """A markdown table; the `right` columns (numbers) right-aligned."""
+def md_table(df: pd.DataFrame, right: set[str] | None = None) -> list[str]:
+    """A markdown table; the `right` columns (numbers) right-aligned, by default the report's (`right_aligned`)."""
+    numeric = right_aligned if right is None else right.__contains__
     head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---:" if c in right else "---" for c in df.columns) + "|"
+    rule = "|" + "|".join("---:" if numeric(c) else "---" for c in df.columns) + "|"
     return [head, rule] + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
 
 
@@ -34,6 +35,9 @@ def render(r: Report, run_path: Path | None = None) -> str:
     if r.keras:
         out += [f"## {r.keras.title}", ""] + md_table(r.keras.table) + [""]
         out += [line for n in r.keras.notes for line in (n, "")]
+    if r.by_host:
+        out += [f"## {r.by_host.title}", ""] + md_table(r.by_host.table) + [""]
+        out += [line for n in r.by_host.notes for line in (n, "")]
     out += ["## Settings that differ between frameworks", ""]
     out += (md_table(r.settings) if len(r.settings) else ["None: every compared setting is the same."]) + [""]
     if r.roofline:
