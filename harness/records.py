@@ -138,6 +138,9 @@ class Record:
     manifest: dict[str, Any] = field(default_factory=dict)
     stderr_tail: str | None = None  # failed and timeout records: the worker's last output
     validated: dict[str, Any] | None = None  # the `bench validate` outcome: status, against, failed_check
+    # The machine that measured it (host_info() plus, on a Ray cluster, the node): None in records written
+    # before records carried it, and then run.json's `host` is the machine.
+    host: dict[str, Any] | None = None
     case_id: str = ""  # "<config_id>-p<process>"; filled from `case` when empty
     config_id: str = ""
     schema: int = SCHEMA_VERSION
@@ -170,6 +173,8 @@ class Record:
             out["stderr_tail"] = self.stderr_tail
         if self.validated is not None:
             out["validated"] = self.validated
+        if self.host is not None:
+            out["host"] = self.host
         return out
 
     @classmethod
@@ -207,10 +212,13 @@ class Record:
         _check("record field 'stderr_tail'", d.get("stderr_tail"), "str")
         if d.get("validated") is not None and not isinstance(d["validated"], dict):
             raise ResultsError("record field 'validated' must be an object")
+        if d.get("host") is not None and not isinstance(d["host"], dict):
+            raise ResultsError("record field 'host' must be an object")
         return cls(case=case, status=d["status"], reason=d.get("reason"), started=d["started"],
                    finished=d["finished"], metrics=metrics, samples_s=tuple(float(v) for v in d["samples_s"]),
                    warnings=tuple(d["warnings"]), manifest=d["manifest"], stderr_tail=d.get("stderr_tail"),
-                   validated=d.get("validated"), case_id=d["case_id"], config_id=d["config_id"])
+                   validated=d.get("validated"), host=d.get("host"), case_id=d["case_id"],
+                   config_id=d["config_id"])
 
 
 def parse_case(d: Any, where: str = "record field 'case'") -> Case:
@@ -259,6 +267,8 @@ class RunMeta:
     host: dict[str, Any] = field(default_factory=dict)  # xfbench.harness.measure.host.host_info()
     resumed: tuple[dict[str, Any], ...] = ()  # {"started", "command"} per `--resume`
     roofline: bool = True  # the suite's `roofline`: measure the frameworks' peaks after the cases (peak.json)
+    # Where the cases ran: None on this machine; {"kind": "ray", "address": ...} on a Ray cluster (--executor).
+    executor: dict[str, Any] | None = None
     schema: int = SCHEMA_VERSION
 
     def replace(self, **changes: Any) -> "RunMeta":
@@ -275,6 +285,8 @@ class RunMeta:
             out["resumed"] = list(self.resumed)
         if not self.roofline:
             out["roofline"] = False
+        if self.executor is not None:
+            out["executor"] = self.executor
         return out
 
     @classmethod
@@ -296,13 +308,16 @@ class RunMeta:
                 raise ResultsError(f"{where}: 'plan' must be a list")
             plan = tuple(_planned(p, i, where) for i, p in enumerate(d["plan"], 1))
         resumed = d.get("resumed", [])
+        executor = d.get("executor")
+        if executor is not None and not (isinstance(executor, dict) and isinstance(executor.get("kind"), str)):
+            raise ResultsError(f"{where}: 'executor' must be an object with a 'kind'")
         return cls(suite=str(d.get("suite", "?")), started=d.get("started"), finished=d.get("finished"),
                    interrupted=bool(d.get("interrupted", False)), suite_path=str(d.get("suite_path", "")),
                    description=str(d.get("description", "")), command=tuple(command),
                    planned_cases=d.get("planned_cases", 0) if _int(d.get("planned_cases", 0)) else 0,
                    plan=plan, host=d.get("host", {}),
                    resumed=tuple(r for r in resumed if isinstance(r, dict)) if isinstance(resumed, list) else (),
-                   roofline=d.get("roofline", True) is not False)
+                   roofline=d.get("roofline", True) is not False, executor=executor)
 
 
 def _planned(p: Any, i: int, where: str) -> PlannedCase:

@@ -13,7 +13,7 @@ from ..case import Case
 from ..records import PlannedCase, Record, ResultsError
 from ..results import RunDir
 from .forkserver import ForkServers, ServerGone
-from .host import available_memory_bytes
+from .host import available_memory_bytes, host_info
 from .process import (MemoryLimitExceeded, exit_reason, module_command, reap_orphans, run_isolated,
                       signals_interrupt, tail)
 
@@ -172,6 +172,7 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
     servers = servers or ForkServers(run.path / "logs")
     servers.plan(cases)
     worker = worker or (lambda case, workdir, logdir: run_worker(case, workdir, logdir, servers=servers))
+    host = host_info()  # every record names the machine that measured it (on a Ray cluster, its node)
     owns_lock = run.lock()
     try:
         with signals_interrupt():
@@ -190,8 +191,7 @@ def run_cases(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
                     rec = Record.of(case, "failed", refused, now, now)
                 else:
                     rec = worker(case, run.path / "work", run.path / "logs")
-                if validated:
-                    rec = rec.replace(validated=validated)
+                rec = rec.replace(host=host, **({"validated": validated} if validated else {}))
                 run.append(rec)
                 summary.records.append(rec)
                 progress.finished(i, total, case, rec)
