@@ -103,7 +103,7 @@ def _check_resume_alone(suite: str | None) -> None:
     ctx = click.get_current_context()
     given = ["SUITE"] if suite is not None else []
     given += [f"--{p.name.replace('_', '-')}" for p in ctx.command.params
-              if p.name not in ("suite", "resume_dir", "retry_failed")
+              if p.name not in ("suite", "resume_dir", "retry_failed", "address")  # a cluster can move
               and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     if given:
         raise session.InputError(f"--resume continues the run as it was planned; drop {', '.join(given)}")
@@ -127,12 +127,25 @@ def _check_resume_alone(suite: str | None) -> None:
 @click.option("--forward-check", "--validate", "forward_check", is_flag=True,
               help="Check each adapter's float32 forward against the NumPy reference first; time only those that "
                    "pass (--validate is the older name).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the cases run: this machine, or a Ray cluster (one case per node at a time; docs/cluster.md).")
+@click.option("--address", help="With --executor ray: the cluster's address (ray start --head prints it); "
+                                "default: a Ray instance started on this machine.")
+@click.option("--gpu-type", help="With --executor ray: the GPU type CUDA cases ask for (Ray's accelerator_type, "
+                                 "e.g. H100).")
 def run(suite: str | None, frameworks: str | None, models: str | None, modes: str | None, batch_sizes: str | None,
         device: str | None, threads: int | None, out: Path, dry_run: bool, resume_dir: Path | None,
-        retry_failed: bool, forward_check: bool) -> None:
+        retry_failed: bool, forward_check: bool, executor: str, address: str | None, gpu_type: str | None) -> None:
     """Run SUITE (a name in suites/ or a path to a .toml file; default: quick)."""
     registry = discover()
     t0 = time.perf_counter()
+    if resume_dir is None and executor == "local" and (address or gpu_type):
+        raise session.InputError(f"{'--address' if address else '--gpu-type'} goes with --executor ray; add it, "
+                                 "or drop the option")
+
+    def warn_line(line: str) -> None:
+        err_console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
+
     if resume_dir is not None:
         _check_resume_alone(suite)
         state = session.reopen(resume_dir, sys.argv, retry_failed=retry_failed)
@@ -142,7 +155,7 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                       f"{state.planned} cases recorded, {len(state.cases)} to run", soft_wrap=True)
         _warn_if_not_validated(state.cases, registry)
         with _progress(True) as progress:
-            outcome = session.resume(state, registry, progress)
+            outcome = session.resume(state, registry, progress, address=address, warn=warn_line)
         total = state.planned
         records = outcome.run.records()
     else:
@@ -165,13 +178,15 @@ def run(suite: str | None, frameworks: str | None, models: str | None, modes: st
                     err_console.print(f"[red]{escape(key.rsplit('/', 1)[0])} failed validation[/] "
                                       f"({escape(v['failed_check'])}); its cases are not timed", soft_wrap=True)
         def warn(_run) -> None:  # once the run directory exists: a run that cannot start says only why
-            _warn_if_busy(cases)
-            _warn_if_gpu_busy(cases)
+            if executor == "local":  # on a cluster, each node's own contention checks speak in its records
+                _warn_if_busy(cases)
+                _warn_if_gpu_busy(cases)
             _warn_if_not_validated(cases, registry)
 
         with _progress(True) as progress:
             outcome = session.execute(suite_obj, cases, out=out, registry=registry, argv=sys.argv,
-                                      progress=progress, gate=gate, started=warn)
+                                      progress=progress, gate=gate, started=warn, warn=warn_line,
+                                      executor=session.Executor(executor, address, gpu_type))
         records, total = outcome.summary.records, len(cases)
     sys.exit(_conclude(outcome, records, total, time.perf_counter() - t0))
 

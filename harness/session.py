@@ -5,6 +5,7 @@ they return; tests call them directly. Every input problem is an `InputError` (a
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -87,19 +88,31 @@ class Outcome:
 
 
 def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, AdapterInfo],
-            progress: Progress | None, validation: Any) -> Outcome:
+            progress: Progress | None, validation: Any, cluster: Any = None) -> Outcome:
     """Run `cases` into `run`, then record the end in run.json and write the reports.
 
+    `cluster`: a connected `ray_executor.Cluster` (bench run --executor ray), closed here; None: this machine.
     The run's lock is held until the reports are written, so a `--resume` cannot rewrite them at the
     same time. A disk error or Ctrl-C after the last record loses nothing: the outcome says so.
     """
     owns_lock = run.lock()
     servers = ForkServers(run.path / "logs")
     try:
-        summary = run_cases(cases, run, registry, progress, validation=validation, servers=servers)
+        if cluster is not None:
+            from .measure.ray_executor import run_cases_ray
+            try:
+                summary = run_cases_ray(cases, run, registry, cluster, progress, validation,
+                                        accelerator_type=(meta.executor or {}).get("gpu_type"))
+            finally:
+                cluster.close()
+        else:
+            summary = run_cases(cases, run, registry, progress, validation=validation, servers=servers)
         outcome = Outcome(run, summary)
         try:
-            if meta.roofline and cases and not summary.interrupted:
+            if cluster is not None and meta.roofline and cases and not summary.interrupted:
+                outcome.roofline_notes = ["roofline: not measured on a Ray cluster (peaks belong to each node); "
+                                          "run `bench peak` on the nodes"]
+            elif meta.roofline and cases and not summary.interrupted:
                 # After the cases, with the last round's fork servers: each framework's practical peak.
                 outcome.roofline_notes = run_peaks(cases, run, registry, servers)
             servers.close()
@@ -116,29 +129,78 @@ def _finish(run: RunDir, meta: RunMeta, cases: list[Case], registry: dict[str, A
             run.unlock()
 
 
+@dataclass(frozen=True)
+class Executor:
+    """Where the cases run: "local" (this machine) or "ray" (`address` None: a Ray instance started here)."""
+
+    kind: str = "local"
+    address: str | None = None
+    gpu_type: str | None = None  # Ray's accelerator_type for CUDA cases, e.g. "H100"
+
+    def to_json(self) -> dict[str, Any] | None:
+        if self.kind == "local":
+            return None
+        return {"kind": self.kind, "address": self.address, **({"gpu_type": self.gpu_type} if self.gpu_type else {})}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> "Executor":
+        return cls() if not d else cls(d["kind"], d.get("address"), d.get("gpu_type"))
+
+
+def connect(executor: Executor, cases: list[Case], registry: dict[str, AdapterInfo],
+            warn: Callable[[str], None] | None = None) -> Any:
+    """The connected, checked Ray cluster for `executor`, or None for this machine; nothing is measured yet.
+
+    A version that differs across nodes is an InputError; a node lacking a planned adapter is a warning.
+    """
+    if executor.kind == "local":
+        return None
+    from .measure.ray_executor import ClusterError, check_nodes, connect as ray_connect
+    try:
+        cluster = ray_connect(executor.address)
+        try:
+            for line in check_nodes(cluster, cases, registry):
+                if warn:
+                    warn(line)
+        except BaseException:
+            cluster.close()
+            raise
+    except ClusterError as e:
+        raise InputError(str(e)) from None
+    return cluster
+
+
 def execute(suite: Suite, cases: list[Case], *, out: Path, registry: dict[str, AdapterInfo], argv: list[str],
             progress: Progress | None = None, gate: dict[str, dict] | None = None,
-            started: Callable[[RunDir], None] | None = None) -> Outcome:
+            started: Callable[[RunDir], None] | None = None, executor: Executor = Executor(),
+            warn: Callable[[str], None] | None = None) -> Outcome:
     """Create the run directory, run every case, write run.json and the reports.
 
     `started(run)` is called once the run directory exists, before the first case: the command line's
-    warnings go there, so that a run that cannot start says only why.
+    warnings go there, so that a run that cannot start says only why. With a Ray `executor`, the cluster
+    is reached and its nodes checked before the run directory exists (`warn` gets their lines).
     """
+    cluster = connect(executor, cases, registry, warn)
     try:
         run = RunDir.create(out, suite.name)
     except OSError as e:
+        if cluster is not None:
+            cluster.close()
         raise InputError(f"cannot create a run directory under {out}: {e.strerror}; choose a writable --out") from None
     meta = RunMeta(suite=suite.name, suite_path=str(suite.path), description=suite.description,
                    command=tuple(argv), started=time.time(), planned_cases=len(cases),
-                   plan=plan_for_meta(cases), host=host_info(), roofline=suite.roofline)
+                   plan=plan_for_meta(cases), host=host_info(), roofline=suite.roofline,
+                   executor=executor.to_json())
     try:
         run.write_meta(meta)
     except OSError as e:  # nothing half-written: a run directory without run.json is no run
         shutil.rmtree(run.path, ignore_errors=True)
+        if cluster is not None:
+            cluster.close()
         raise InputError(f"cannot write {run.path / 'run.json'}: {e.strerror}; choose a writable --out") from None
     if started:
         started(run)
-    return _finish(run, meta, cases, registry, progress, validation_lookup(registry, gate))
+    return _finish(run, meta, cases, registry, progress, validation_lookup(registry, gate), cluster)
 
 
 @dataclass
@@ -172,9 +234,20 @@ def reopen(run_path: Path, argv: list[str], retry_failed: bool = False) -> Resum
     return Resumption(run, meta, cases, planned, repaired)
 
 
-def resume(state: Resumption, registry: dict[str, AdapterInfo], progress: Progress | None = None) -> Outcome:
-    """Run the pending cases of a reopened run; keep its records; write run.json and the reports."""
+def resume(state: Resumption, registry: dict[str, AdapterInfo], progress: Progress | None = None,
+           address: str | None = None, warn: Callable[[str], None] | None = None) -> Outcome:
+    """Run the pending cases of a reopened run where it ran (its executor; `address` replaces a cluster's);
+    keep its records; write run.json and the reports."""
     try:
-        return _finish(state.run, state.meta, state.cases, registry, progress, validation_lookup(registry))
+        executor = Executor.from_json(state.meta.executor)
+        if address is not None:
+            if executor.kind == "local":
+                raise InputError(f"--address names a Ray cluster, but {state.run.path} ran on this machine; "
+                                 "drop --address")
+            executor = dataclasses.replace(executor, address=address)
+            state.meta = state.meta.replace(executor=executor.to_json())
+            state.run.write_meta(state.meta)
+        cluster = connect(executor, state.cases, registry, warn)
+        return _finish(state.run, state.meta, state.cases, registry, progress, validation_lookup(registry), cluster)
     finally:
         state.run.unlock()
