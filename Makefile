@@ -16,7 +16,8 @@ ORT_PACKAGE := $(if $(HAS_NVIDIA),onnxruntime-gpu,onnxruntime)
 FRAMEWORKS := torch==$(TORCH_VERSION) $(TF_PACKAGE) $(JAX_PACKAGE) flax optax keras onnx $(ORT_PACKAGE)
 # With a GPU, also NVML's Python bindings: bench run then warns of other processes on the GPU.
 COMMA := ,
-EXTRAS := dev$(if $(HAS_NVIDIA),$(COMMA)gpu)
+# ray: bench run --executor ray, and its tests against a real local Ray cluster.
+EXTRAS := dev,ray$(if $(HAS_NVIDIA),$(COMMA)gpu)
 
 .PHONY: setup run test clean
 
