@@ -27,6 +27,12 @@ from xfbench.harness.adapter import Adapter, AdapterInfo
 
 FAULTY = AdapterInfo(name="faulty", framework="faulty", target="xfbench_faults:FaultyAdapter",
                      requires=("numpy",), summary="test only: crashes, hangs, floods or lies on request")
+# The same adapter under other names, for the Ray executor's node checks (tests/test_ray_executor.py): one whose
+# version is its distribution's (which a test installs at different versions), one only the parent registers.
+FAULTY_PINNED = AdapterInfo(name="faulty-pinned", framework="faulty", target="xfbench_faults:FaultyAdapter",
+                            requires=("numpy",), distributions=("xfbench-ray-test",), summary="test only")
+FAULTY_LONELY = AdapterInfo(name="faulty-lonely", framework="faulty", target="xfbench_faults:FaultyAdapter",
+                            requires=("numpy",), summary="test only")
 
 
 class OutOfMemoryError(RuntimeError):
