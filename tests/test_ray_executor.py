@@ -82,7 +82,8 @@ def _suite(tmp: Path, batches: list[int], timeout: float = 120) -> str:
 
 
 def _records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "cases.jsonl").read_text().splitlines()]
+    cases = run / "cases.jsonl"  # written with the first record
+    return [json.loads(line) for line in cases.read_text().splitlines()] if cases.exists() else []
 
 
 def _node_ids() -> set[str]:
@@ -193,3 +194,24 @@ def test_no_cluster_at_the_address_is_one_line_and_nothing_is_created(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error: cannot reach the Ray cluster at 127.0.0.1:1"), p.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_cancels_the_outstanding_tasks_and_keeps_the_records(cluster, tmp_path):
+    cluster.pids.unlink(missing_ok=True)
+    proc = _bench(cluster, "run", _suite(tmp_path, [2, 3]), "--executor", "ray", "--address", cluster.address,
+                  "--out", str(tmp_path / "runs"), wait=False)
+    deadline = time.monotonic() + 120
+    while not (cluster.pids.exists() and cluster.pids.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    worker = int(cluster.pids.read_text().split()[0])  # batch 3's worker, hanging on a node
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "continue with: bench run --resume" in err
+    deadline = time.monotonic() + 30  # its task was cancelled: the Ray worker and the case's worker are gone
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker}").exists()
+    (run,) = (tmp_path / "runs").iterdir()
+    assert [r["case"]["batch_size"] for r in _records(run)] in ([2], [])  # what finished is kept, the hang is not
+    assert json.loads((run / "run.json").read_text())["interrupted"]
