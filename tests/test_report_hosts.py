@@ -19,7 +19,7 @@ from xfbench.harness.records import Metrics, Record, RunMeta
 from xfbench.harness.report.build import build_report, collect_groups
 from xfbench.harness.report.formats import html as html_format
 from xfbench.harness.report.formats.markdown import render as render_markdown
-from xfbench.harness.report.hosts import host_label, host_labels
+from xfbench.harness.report.hosts import host_label, host_labels, hosts_seen
 from xfbench.harness.report.plots import plot_paths
 from xfbench.harness.report.verdict import comparable_cases
 from xfbench.harness.results import RunDir
@@ -222,3 +222,19 @@ def test_by_host_rendered_in_every_format(two_hosts):
     assert '<section id="by-host"><h2>By host</h2>' in page
     assert "<th class=num>ratio node-b / node-a</th>" in page
     assert html_lib.escape("never compared framework against framework") in page
+
+
+def test_nodes_of_the_same_hardware_are_one_host_and_pool_their_processes(tmp_path):
+    """A cluster's identical nodes (same CPU model, CPUs and GPUs, other hostnames) are one host: a config's
+    processes on node-1 and node-2 pool into one comparison, labelled by the first name "+1 alike"."""
+    same = {"cpu_model": "Xeon 8480", "cpu_count": 8, "cpus_available": 8, "gpus": []}
+    run = _fixture_with_hosts(tmp_path, lambda i, rec: {**same, "hostname": f"node-{i % 2 + 1}"})
+    meta, records = RunDir(run).meta(), RunDir(run).records()
+    assert host_labels(records, meta.host) == [""] * len(records)  # one host: nothing names it
+    assert set(hosts_seen(records, meta.host)) == {"node-1 +1 alike"}
+    assert build_report(RunDir(run)).by_host is None
+    other = {**same, "cpu_model": "EPYC 9654"}  # a third node of other hardware: now hosts differ
+    run2 = _fixture_with_hosts(tmp_path / "b", lambda i, rec: {**other, "hostname": "odd"} if i == 0 else
+                               {**same, "hostname": f"node-{i % 2 + 1}"})
+    records2 = RunDir(run2).records()
+    assert set(host_labels(records2, meta.host)) == {"odd", "node-1 +1 alike"}

@@ -19,7 +19,7 @@ from ..results import RunDir
 from . import plots
 from .backends import keras_backends_section
 from .glance import GLANCE_CAPTION, GLANCE_FILE, at_a_glance
-from .hosts import by_host_section, describe, host_labels, hosts_seen
+from .hosts import by_host_section, describe, hardware, host_labels, hosts_seen
 from .model import Config, Group, Report, Section, group_key
 from .roofline import roofline_section, with_share_of_peak
 from .verdict import CONTENDED_PREFIX, verdict, vs_fastest
@@ -327,7 +327,7 @@ def build_report(run: RunDir) -> Report:
     peaks, peak_notes = read_peaks(run.path)  # peak.json: the roofline, where the run measured it
     sections = []
     # peak.json holds the run's own machine's peaks: a job measured on another host gets no share of them.
-    here = ("", host.get("hostname"))
+    here = ("", *(label for label, m in hosts.items() if hardware(m) == hardware(host)))
     for g in groups:
         diff = differing_settings(g)
         notes = ([f"Settings that differ here: {', '.join(diff)}."] if diff else [])

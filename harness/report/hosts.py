@@ -24,17 +24,48 @@ def host_label(rec: Record, run_host: Mapping[str, Any] | None = None) -> str:
     return str(host.get("hostname") or "?")
 
 
+def hardware(host: Mapping[str, Any]) -> tuple[str, Any, tuple[str, ...]]:
+    """What makes two machines the same host for a comparison: CPU model, CPUs available, GPUs."""
+    return (str(host.get("cpu_model") or "?"), host.get("cpus_available") or host.get("cpu_count"),
+            tuple(map(str, host.get("gpus") or ())))
+
+
+def _merged(records: Sequence[Record], run_host: Mapping[str, Any] | None) -> dict[tuple, str]:
+    """(hostname, hardware) -> the label of that hardware: machines of one kind (a cluster's identical nodes) are one host.
+
+    Their processes pool into one configuration (node-to-node differences then enter the process-to-process
+    spread, as they should for a claim about that hardware), labelled by the first hostname "+N alike".
+    """
+    names: dict[tuple, set[str]] = {}
+    for r in records:
+        names.setdefault(hardware(r.host or run_host or {}), set()).add(host_label(r, run_host))
+    out = {}
+    for hw, same in names.items():
+        first = sorted(same)[0]
+        for name in same:
+            out[name, hw] = first + (f" +{len(same) - 1} alike" if len(same) > 1 else "")
+    return out
+
+
+def _label(r: Record, merged: dict[tuple, str], run_host: Mapping[str, Any] | None) -> str:
+    return merged[host_label(r, run_host), hardware(r.host or run_host or {})]
+
+
 def host_labels(records: Sequence[Record], run_host: Mapping[str, Any] | None = None) -> list[str]:
-    """Each record's `host_label`, or "" for every record when they all share one (then nothing names a host)."""
-    labels = [host_label(r, run_host) for r in records]
+    """Each record's host (machines of the same hardware share one label), or "" for every record when they
+    all share one (then nothing names a host)."""
+    merged = _merged(records, run_host)
+    labels = [_label(r, merged, run_host) for r in records]
     return labels if len(set(labels)) > 1 else [""] * len(labels)
 
 
 def hosts_seen(records: Sequence[Record], run_host: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Label -> the host metadata of its first record (the run's for records without one), sorted by label."""
+    """Label (as `host_labels` gives it) -> the host metadata of its first record (the run's for records
+    without one), sorted by label."""
+    merged = _merged(records, run_host)
     seen: dict[str, dict[str, Any]] = {}
     for r in records:
-        seen.setdefault(host_label(r, run_host), dict(r.host or run_host or {}))
+        seen.setdefault(_label(r, merged, run_host), dict(r.host or run_host or {}))
     return dict(sorted(seen.items()))
 
 
