@@ -43,6 +43,21 @@ def test_same_run_is_not_significant_everywhere():
     assert "Regression gate (--fail-above 0%): passed" in text
 
 
+def test_a_forked_run_and_an_execd_one_compare_case_for_case(tmp_path):
+    """A Ray run's processes are exec'd, a quick run's forked: how a process started is not the case."""
+    b = variant(tmp_path, "exec")
+    lines = [json.loads(line) for line in (b / "cases.jsonl").read_text().splitlines()]
+    for r in lines:
+        r["case"]["process_start"] = "exec"
+    a = variant(tmp_path, "fork")
+    for r in (rs := [json.loads(line) for line in (a / "cases.jsonl").read_text().splitlines()]):
+        r["case"]["process_start"] = "fork"
+    (a / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rs))
+    (b / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    text, code = compare(a, b, fail_above=None)
+    assert "16 configurations in both runs: 0 faster in B, 0 slower in B, 16 not significant" in text
+
+
 def test_slowdown_and_speedup_are_reported_with_their_size(tmp_path):
     b = variant(tmp_path, "b", scale={"torch": 1.25, "jax": 0.5})
     rc = compare_runs(FIXTURE, b)

@@ -1,7 +1,7 @@
 """`bench compare RUN_A RUN_B`: every configuration measured in both runs, B against A, from stored records.
 
 A configuration is matched on its case config without the measurement knobs (`measure`,
-`case_timeout_s`) and the process index; its processes are pooled. Significance follows
+`case_timeout_s`), the process index and how the process started (`process_start`); its processes are pooled. Significance follows
 `xfbench.harness.analysis.significance` (Mann-Whitney U p < 0.05 and non-overlapping 95% CIs of the medians).
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from ..records import Record
 from ..results import RunDir
 from .formats.markdown import md_table
 
-IGNORED_CASE_KEYS = ("measure", "case_timeout_s", "process")
+# process_start too, as in Case.config_id: a forked and an exec'd process (a Ray run's) measure the same case.
+IGNORED_CASE_KEYS = ("measure", "case_timeout_s", "process", "process_start")
 
 
 class CompareError(XfbenchError, ValueError):
