@@ -1,10 +1,11 @@
-"""harness/data, no framework: the data sets and their hashes, the IDX reader's errors, copy-memory."""
+"""harness/data, no framework: the data sets and their hashes, the IDX reader's errors, copy-memory, the batch order."""
 import gzip
 
 import numpy as np
 import pytest
 
-from xfbench.harness.data import DataError, accuracy, check_fits, content_sha256, load_dataset
+from xfbench.harness.data import (DataError, accuracy, batch_order, check_fits, content_sha256, epoch_permutation,
+                                  load_dataset, order_sha256, steps_per_epoch)
 from xfbench.harness.data.copy_memory import copy_memory
 from xfbench.harness.data.digits import bilinear_matrix, resize_bilinear, stratified_split
 from xfbench.harness.errors import XfbenchError
@@ -248,3 +249,51 @@ def test_an_unknown_name_lists_the_known_ones():
     with pytest.raises(DataError, match="data set digits takes no options, got seed"):
         load_dataset("digits", seed=1)
 
+
+# ---- batch order ----
+
+def test_same_seed_same_order_and_hash_different_seed_different():
+    a = list(batch_order(100, 8, seed=0, epochs=3))
+    b = list(batch_order(100, 8, seed=0, epochs=3))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and order_sha256(a) == order_sha256(b)
+    assert order_sha256(a) != order_sha256(batch_order(100, 8, seed=1, epochs=3))
+
+
+def test_every_index_once_per_epoch_and_the_remainder_dropped():
+    batches = list(batch_order(12, 4, seed=5, epochs=2))
+    assert len(batches) == 2 * steps_per_epoch(12, 4) == 6
+    for e in range(2):
+        assert np.array_equal(np.sort(np.concatenate(batches[3 * e: 3 * e + 3])), np.arange(12))
+    assert not np.array_equal(np.concatenate(batches[:3]), np.concatenate(batches[3:]))  # reshuffled
+    ragged = list(batch_order(10, 4, seed=5, epochs=1))  # 10 = 2 x 4 + 2: two dropped
+    seen = np.concatenate(ragged)
+    assert [len(b) for b in ragged] == [4, 4] and len(np.unique(seen)) == 8
+    assert np.array_equal(seen, epoch_permutation(10, 5, 0)[:8])
+
+
+def test_a_step_budget_runs_across_epochs():
+    by_steps = list(batch_order(10, 3, seed=2, steps=7))  # 3 per epoch: epochs 0, 1 and one batch of 2
+    by_epochs = list(batch_order(10, 3, seed=2, epochs=3))
+    assert len(by_steps) == 7 and order_sha256(by_steps) == order_sha256(by_epochs[:7])
+    assert np.array_equal(by_steps[6], epoch_permutation(10, 2, 2)[:3])
+
+
+def test_the_batch_order_is_pinned():
+    # The same bits on every machine and NumPy release that keeps PCG64's permutation: records compare by it.
+    assert [b.tolist() for b in batch_order(10, 3, seed=0, epochs=2)] == [
+        [4, 6, 2], [7, 3, 5], [9, 0, 8], [9, 1, 3], [8, 7, 6], [0, 4, 2]]
+
+
+def test_order_hash_sees_batch_boundaries_and_dtype_does_not_matter():
+    flat = order_sha256([np.arange(4)])
+    assert order_sha256([np.arange(2), np.arange(2, 4)]) != flat
+    assert order_sha256([np.arange(4, dtype=np.int32)]) == flat
+
+
+def test_batch_order_refuses_what_cannot_be_run():
+    with pytest.raises(DataError, match="batch size 11 does not fit 10 training examples"):
+        batch_order(10, 11, seed=0, epochs=1)
+    with pytest.raises(DataError, match="exactly one of them"):
+        batch_order(10, 2, seed=0)
+    with pytest.raises(DataError, match="exactly one of them"):
+        batch_order(10, 2, seed=0, epochs=1, steps=5)
