@@ -86,8 +86,16 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in cases.read_text().splitlines()] if cases.exists() else []
 
 
-def _node_ids() -> set[str]:
-    return {n["NodeID"] for n in ray.nodes() if n["Alive"]} if ray.is_initialized() else set()
+def _run_until_batch_3_hangs(cluster, tmp_path: Path, batches: list[int]):
+    """`bench run` of faulty cases at `batches` on the cluster, once batch 3's worker hangs on a node:
+    the bench process and that worker's pid."""
+    cluster.pids.unlink(missing_ok=True)
+    proc = _bench(cluster, "run", _suite(tmp_path, batches), "--executor", "ray", "--address", cluster.address,
+                  "--out", str(tmp_path / "runs"), wait=False)
+    deadline = time.monotonic() + 120
+    while not (cluster.pids.exists() and cluster.pids.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return proc, int(cluster.pids.read_text().split()[0])
 
 
 def test_the_smoke_suite_runs_on_the_cluster_each_record_naming_its_node(cluster, tmp_path):
@@ -111,13 +119,7 @@ def test_the_smoke_suite_runs_on_the_cluster_each_record_naming_its_node(cluster
 
 
 def test_a_ray_worker_killed_mid_case_is_a_failed_record_and_the_run_goes_on(cluster, tmp_path):
-    cluster.pids.unlink(missing_ok=True)
-    proc = _bench(cluster, "run", _suite(tmp_path, [3, 2]), "--executor", "ray", "--address", cluster.address,
-                  "--out", str(tmp_path / "runs"), wait=False)
-    deadline = time.monotonic() + 120
-    while not (cluster.pids.exists() and cluster.pids.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    worker = int(cluster.pids.read_text().split()[0])  # the case's worker, hanging in its first step
+    proc, worker = _run_until_batch_3_hangs(cluster, tmp_path, [3, 2])
     ray_worker = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
     os.kill(ray_worker, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
@@ -197,13 +199,7 @@ def test_no_cluster_at_the_address_is_one_line_and_nothing_is_created(tmp_path):
 
 
 def test_ctrl_c_cancels_the_outstanding_tasks_and_keeps_the_records(cluster, tmp_path):
-    cluster.pids.unlink(missing_ok=True)
-    proc = _bench(cluster, "run", _suite(tmp_path, [2, 3]), "--executor", "ray", "--address", cluster.address,
-                  "--out", str(tmp_path / "runs"), wait=False)
-    deadline = time.monotonic() + 120
-    while not (cluster.pids.exists() and cluster.pids.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    worker = int(cluster.pids.read_text().split()[0])  # batch 3's worker, hanging on a node
+    proc, worker = _run_until_batch_3_hangs(cluster, tmp_path, [2, 3])
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
