@@ -7,7 +7,8 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
-MODES = ("train", "infer")
+# "converge": train on real data to a target test accuracy, timed end to end (docs/spec.md section 5.12).
+MODES = ("train", "infer", "converge")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp64", "tf32", "bf16")
 # How a case's worker process starts (docs/spec.md section 5.2): "exec", a fresh interpreter that imports the
@@ -32,6 +33,24 @@ class MeasureConfig:
 
 
 @dataclass(frozen=True)
+class Convergence:
+    """A run to accuracy (mode "converge"): on what data, to what target, how often evaluated, how long at most."""
+
+    dataset: str  # a name xfbench.harness.data.load_dataset takes: "digits", "mnist:DIR", "copy-memory"
+    target: float  # test accuracy that ends the run (for copy-memory: on the answer positions)
+    eval_every: int = 50  # training steps between evaluations of the test set (never timed)
+    max_steps: int = 2000  # the step budget: a run that has not reached the target by then has no time to it
+    workers: int = 0  # the input pipeline's worker count, the same for every framework
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. copy-memory's copy_len, symbols
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target <= 1:
+            raise ValueError(f"convergence target must be a test accuracy in (0, 1], got {self.target!r}")
+        if self.eval_every < 1 or self.max_steps < 1 or self.workers < 0:
+            raise ValueError("convergence eval_every and max_steps must be >= 1 and workers >= 0")
+
+
+@dataclass(frozen=True)
 class Case:
     framework: str  # adapter name, e.g. "torch" or "torch-compile"
     model: str
@@ -51,8 +70,11 @@ class Case:
     # available when the case starts (xfbench.harness.measure.runner.memory_limit_bytes).
     memory_limit_gib: float | None = None
     process_start: str = "exec"  # one of PROCESS_STARTS; a CUDA case always starts with "exec"
+    convergence: Convergence | None = None  # mode "converge" only
 
     def __post_init__(self) -> None:
+        if (self.mode == "converge") != (self.convergence is not None):
+            raise ValueError('mode "converge" needs a convergence table (dataset, target), and only it takes one')
         if self.process_start not in PROCESS_STARTS:
             raise ValueError(f"process_start must be one of {', '.join(PROCESS_STARTS)}, got {self.process_start!r}")
         limit = self.memory_limit_gib
@@ -66,6 +88,8 @@ class Case:
     def from_dict(cls, d: dict[str, Any]) -> "Case":
         d = dict(d)
         d["measure"] = MeasureConfig(**d.get("measure", {}))
+        if d.get("convergence") is not None:
+            d["convergence"] = Convergence(**d["convergence"])
         return cls(**d)
 
     @property
@@ -87,7 +111,9 @@ class Case:
         return f"{self.config_id}-p{self.process}"
 
     def label(self) -> str:
-        opt = f" {self.optimizer}" if self.mode == "train" else ""
+        opt = f" {self.optimizer}" if self.mode != "infer" else ""
+        if self.convergence is not None:
+            opt += f" {self.convergence.dataset} to {self.convergence.target:g}"
         extra = "".join(f" {k}={v}" for k, v in self.model_params.items())
         return (f"{self.framework} {self.model}{extra} {self.mode}{opt} b={self.batch_size} "
                 f"{self.device} {self.precision} t={self.threads}")

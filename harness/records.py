@@ -141,6 +141,8 @@ class Record:
     # The machine that measured it (host_info() plus, on a Ray cluster, the node): None in records written
     # before records carried it, and then run.json's `host` is the machine.
     host: dict[str, Any] | None = None
+    # A run to accuracy (mode "converge"): xfbench.harness.measure.convergence.Convergence.to_json()
+    convergence: dict[str, Any] | None = None
     case_id: str = ""  # "<config_id>-p<process>"; filled from `case` when empty
     config_id: str = ""
     schema: int = SCHEMA_VERSION
@@ -175,6 +177,8 @@ class Record:
             out["validated"] = self.validated
         if self.host is not None:
             out["host"] = self.host
+        if self.convergence is not None:
+            out["convergence"] = self.convergence
         return out
 
     @classmethod
@@ -214,10 +218,14 @@ class Record:
             raise ResultsError("record field 'validated' must be an object")
         if d.get("host") is not None and not isinstance(d["host"], dict):
             raise ResultsError("record field 'host' must be an object")
+        conv = d.get("convergence")
+        if conv is not None and not (isinstance(conv, dict) and isinstance(conv.get("curve"), list)
+                                     and all(isinstance(p, dict) for p in conv["curve"])):
+            raise ResultsError("record field 'convergence' must be an object with a 'curve' list of points")
         return cls(case=case, status=d["status"], reason=d.get("reason"), started=d["started"],
                    finished=d["finished"], metrics=metrics, samples_s=tuple(float(v) for v in d["samples_s"]),
                    warnings=tuple(d["warnings"]), manifest=d["manifest"], stderr_tail=d.get("stderr_tail"),
-                   validated=d.get("validated"), host=d.get("host"), case_id=d["case_id"],
+                   validated=d.get("validated"), host=d.get("host"), convergence=conv, case_id=d["case_id"],
                    config_id=d["config_id"])
 
 

@@ -80,6 +80,7 @@ def test_time_to_target_counts_training_and_input_and_leaves_the_evaluations_out
     assert run.curve[-1].test_accuracy == 1.0 and run.curve[0].test_accuracy == pytest.approx(
         np.mean(digits.y_test == 0))
     assert run.interval_step_s() == pytest.approx([per_step] * 3)
+    assert run.first_step_s == pytest.approx(per_step)
     assert run.pipeline == "fake, 2 workers" and learner.closed
 
 

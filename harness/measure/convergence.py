@@ -57,6 +57,7 @@ class Convergence:
     order_sha256: str  # the batches every framework was fed, in order (xfbench.harness.data.order_sha256)
     pipeline: str  # Adapter.pipeline_description
     curve: list[Point] = field(default_factory=list)
+    first_step_s: float = 0.0  # the first batch and step, synced: tracing, compilation, the pipeline's start
     steps_to_target: int | None = None
     time_to_target_s: float | None = None
 
@@ -82,7 +83,7 @@ class Convergence:
                 "max_steps": self.max_steps, "batch_size": self.batch_size, "workers": self.workers,
                 "order_sha256": self.order_sha256, "pipeline": self.pipeline,
                 "steps_to_target": self.steps_to_target, "time_to_target_s": self.time_to_target_s,
-                "train_s": self.train_s, "input_share": self.input_share,
+                "train_s": self.train_s, "input_share": self.input_share, "first_step_s": self.first_step_s,
                 "final_accuracy": self.curve[-1].test_accuracy if self.curve else None,
                 "curve": [p.to_json() for p in self.curve]}
 
@@ -126,6 +127,9 @@ def train_to_target(adapter: Any, data: Dataset, *, batch_size: int, seed: int, 
         batch = next(pipeline)
         wait_s += clock() - asked
         adapter.train_step(batch)
+        if step == 1:
+            adapter.sync()
+            run.first_step_s = clock() - t
         if step % eval_every and step != max_steps:
             continue
         adapter.sync()

@@ -186,13 +186,15 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
 
         t0 = time.perf_counter()
         spec = build_spec(case.model, **case.model_params)
-        optimizer = build_optimizer(case.optimizer, **case.optimizer_params) if case.mode == "train" else None
+        optimizer = build_optimizer(case.optimizer, **case.optimizer_params) if case.mode != "infer" else None
         adapter = prep.adapter_cls(device=case.device, precision=case.precision, threads=case.threads,
                               seed=case.seed, **info.options)
         adapter.build(spec, optimizer)
         if adapter.parameter_count() != spec.parameter_count():
             raise RuntimeError(f"{case.framework} builds {adapter.parameter_count():,} trainable parameters, "
                                f"the spec says {spec.parameter_count():,}")
+        if case.mode == "converge":
+            return _converge(case, prep, adapter, spec, started, t0)
         adapter.load_weights(init_weights(spec, case.seed))
         batch = adapter.put_batch(*make_inputs(spec, case.batch_size, case.seed))
         adapter.sync()
@@ -244,6 +246,45 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
         if is_out_of_memory(e):  # e.g. a GPU OOM at this batch size; a smaller one may still fit
             reason = f"out of memory ({case.device}, batch size {case.batch_size}): {reason}"
         return Record.of(case, "failed", reason, started, time.time())
+
+
+def _converge(case: Case, prep: Prepared, adapter: Any, spec: Any, started: float, t0: float) -> Record:
+    """A run to accuracy (mode "converge", xfbench.harness.measure.convergence): its record.
+
+    Process p of the configuration is seed `case.seed + p`: canonical weights and batch order of that seed, the
+    same in every framework, so the processes are the seeds a time to target's CI is taken over.
+    """
+    from ..analysis.stats import summarize
+    from ..data import check_fits, load_dataset
+    from ..weights import init_weights
+    from .convergence import train_to_target
+
+    conv, seed = case.convergence, case.seed + case.process
+    data = load_dataset(conv.dataset, **conv.dataset_options)
+    check_fits(data, spec)
+    adapter.load_weights(init_weights(spec, seed))
+    adapter.sync()
+    setup_s = time.perf_counter() - t0
+    memory = PeakMemory(adapter)
+    memory.end_setup()
+    run = train_to_target(adapter, data, batch_size=case.batch_size, seed=seed, target=conv.target,
+                          eval_every=conv.eval_every, max_steps=conv.max_steps, workers=conv.workers)
+    samples = run.interval_step_s()
+    s = summarize(samples)
+    metrics = {"samples_per_s": case.batch_size / s.median,
+               "samples_per_s_ci": [case.batch_size / s.ci_high, case.batch_size / s.ci_low],
+               "step_s": s.as_dict(), "first_step_s": run.first_step_s, "setup_s": setup_s,
+               "import_s": prep.import_s, "parameters": spec.parameter_count(), "measure_s": run.train_s,
+               **memory.finish()}
+    warnings = [] if run.steps_to_target else [
+        f"did not reach test accuracy {conv.target:g} in {conv.max_steps} steps (best "
+        f"{max(p.test_accuracy for p in run.curve):.3f}); no time to target"]
+    manifest = {"framework": prep.info.framework, "adapter": prep.info.name, "affinity": prep.cpus, "env": prep.env,
+                "input_pipeline": run.pipeline, "dataset": run.dataset, "data_order_sha256": run.order_sha256,
+                **adapter.settings(), "adapter_package": adapter_package(prep.info)}
+    return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),
+                     samples_s=tuple(samples), warnings=tuple(warnings), manifest=manifest,
+                     convergence=run.to_json())
 
 
 def main(argv: list[str]) -> int:

@@ -56,7 +56,7 @@ def activations_per_sample(spec: ModelSpec) -> int:
 
 def estimate(spec: ModelSpec, batch_size: int, mode: str, precision: str = "fp32") -> MemoryEstimate:
     size = _BYTES.get(precision, 4)
-    train = mode == "train"
+    train = mode in ("train", "converge")  # a run to accuracy trains
     return MemoryEstimate(parameters_bytes=spec.parameter_count() * size * (4 if train else 1),
                           activations_bytes=batch_size * activations_per_sample(spec) * size * (2 if train else 1))
 

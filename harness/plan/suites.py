@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapter import why_broken
-from ..case import DEVICES, MODES, PRECISIONS, PROCESS_STARTS, Case, MeasureConfig
+from ..case import DEVICES, MODES, PRECISIONS, PROCESS_STARTS, Case, Convergence, MeasureConfig
 from ..errors import XfbenchError
 from ..models import SpecError, build_spec
 from ..optimizers import build_optimizer
@@ -50,7 +50,7 @@ _ENTRY_KEYS: dict[str, Any] = {
     "models": [str], "modes": [str], "batch_sizes": [int], "frameworks": (str, [str]),
     "device": str, "precision": str, "threads": int, "processes": int, "optimizer": str,
     "case_timeout_s": (int, float), "params": dict, "optimizer_params": dict, "measure": dict,
-    "memory_limit_gib": (int, float), "process_start": str,
+    "memory_limit_gib": (int, float), "process_start": str, "convergence": dict,
 }
 MAX_PROCESSES = 100  # repetitions of one case
 MAX_CASES = 100_000  # a suite that expands to more is a typo, not a plan
@@ -60,6 +60,7 @@ _ENTRY_DEFAULTS: dict[str, Any] = {
     "modes": ["train", "infer"], "batch_sizes": [32], "frameworks": "all", "device": "cpu",
     "precision": "fp32", "threads": 0, "processes": 1, "optimizer": "sgd", "case_timeout_s": 600.0,
     "params": {}, "optimizer_params": {}, "measure": {}, "memory_limit_gib": None, "process_start": "exec",
+    "convergence": None,
 }
 
 
@@ -134,6 +135,8 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
         if not _type_ok(value, want) or not 0 < value < math.inf:
             raise SuiteError(f"{where}: measure.{key} must be a positive {_type_name(want)}, got {value!r}")
     _check_measure_bounds(where, measure)
+    if entry.get("convergence") is not None:
+        _convergence(where, entry["convergence"])
     for key, allowed in (("modes", MODES), ("device", DEVICES), ("precision", PRECISIONS),
                          ("process_start", PROCESS_STARTS)):
         for v in entry.get(key, []) if key == "modes" else [entry.get(key)] if key in entry else []:
@@ -154,6 +157,23 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
         if fw not in frameworks:
             raise SuiteError(f"{where}: " + (why_broken(fw) or f"unknown framework {fw!r}; registered: "
                                              f"{', '.join(frameworks)}"))
+
+
+_CONVERGENCE_KEYS = {f.name for f in dataclasses.fields(Convergence)}
+
+
+def _convergence(where: str, table: dict[str, Any]) -> Convergence:
+    """A suite's `convergence` table (mode "converge") as a Convergence; SuiteError naming what is wrong."""
+    unknown = sorted(set(table) - _CONVERGENCE_KEYS)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key convergence.{unknown[0]}; allowed: {', '.join(sorted(_CONVERGENCE_KEYS))}")
+    if "dataset" not in table or "target" not in table:
+        raise SuiteError(f"{where}: convergence needs a dataset and a target, e.g. "
+                         "convergence = { dataset = \"digits\", target = 0.95 }")
+    try:
+        return Convergence(**table)
+    except (TypeError, ValueError) as e:
+        raise SuiteError(f"{where}: convergence: {e}") from None
 
 
 def _check_measure_bounds(where: str, measure: dict[str, Any]) -> None:
@@ -273,6 +293,10 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
                     if why:
                         raise SuiteError(f"{suite.path}: {why}")
         device = over.device or entry["device"]
+        if "converge" in modes and entry["convergence"] is None:
+            raise SuiteError(f"{suite.path}: mode converge needs a convergence table, e.g. "
+                             "convergence = { dataset = \"digits\", target = 0.95 }")
+        convergence = _convergence(str(suite.path), entry["convergence"]) if entry["convergence"] else None
         for p in range(entry["processes"]):
             for fw in fws:
                 for model in models:
@@ -288,7 +312,8 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
                                 memory_limit_gib=None if entry["memory_limit_gib"] is None
                                 else float(entry["memory_limit_gib"]),
                                 # CUDA must not be used in a forked process: a GPU case always starts fresh
-                                process_start=entry["process_start"] if device == "cpu" else "exec"))
+                                process_start=entry["process_start"] if device == "cpu" else "exec",
+                                convergence=convergence if mode == "converge" else None))
     for m in over.models or []:
         if m not in seen_models:
             raise SuiteError(f"suite {suite.name!r} has no case for model {m!r}")
