@@ -18,6 +18,7 @@ from ..records import Record
 from ..results import RunDir
 from . import plots
 from .backends import keras_backends_section
+from .convergence import convergence_section
 from .glance import GLANCE_CAPTION, GLANCE_FILE, at_a_glance
 from .hosts import by_host_section, describe, hardware, host_labels, hosts_seen
 from .model import Config, Group, Report, Section, group_key
@@ -303,16 +304,19 @@ def _frameworks(records: list[Record]) -> pd.DataFrame:
 
 
 def build_report(run: RunDir) -> Report:
-    meta, records = run.meta(), run.records()
+    meta, all_records = run.meta(), run.records()
+    # Runs to accuracy have a section of their own; every other part of the report is about throughput.
+    records = [r for r in all_records if r.case.mode != "converge"]
+    converge, converge_answers = convergence_section(all_records)
     host = meta.host
     groups = collect_groups(records, host)
     when = (dt.datetime.fromtimestamp(meta.started, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             if meta.started else "?")
-    counts = {s: sum(r.status == s for r in records) for s in ("ok", "skipped", "failed", "timeout")}
+    counts = {s: sum(r.status == s for r in all_records) for s in ("ok", "skipped", "failed", "timeout")}
     hosts = hosts_seen(records, host)  # the machines that measured the records (run.json's host for older ones)
     by_host = by_host_section(groups, hosts)
     machine = "Host" if len(hosts) <= 1 else "Run started on"  # several hosts: run.json's is where `bench run` ran
-    intro = [f"Run {run.path.name}, started {when}; {len(records)} case records: {counts['ok']} measured, "
+    intro = [f"Run {run.path.name}, started {when}; {len(all_records)} case records: {counts['ok']} measured, "
              f"{counts['skipped']} skipped, {counts['failed'] + counts['timeout']} failed or timed out.",
              f"{machine}: {host.get('hostname', '?')}, {host.get('cpu_model', '?')}, "
              f"{host.get('cpus_available', '?')} CPUs available"
@@ -341,7 +345,8 @@ def build_report(run: RunDir) -> Report:
         "the run's process-to-process spread (none measured: no configuration ran in two processes)"
     return Report(
         title=f"xfbench report: {meta.suite}", intro=intro, frameworks=_frameworks(records),
-        verdict_method=v.method, verdict=v.table, answers=v.answers, settings=settings_table(groups),
+        verdict_method=v.method, verdict=v.table, answers=v.answers + converge_answers,
+        settings=settings_table(groups),
         method=("samples/s is the median over all samples of all worker processes (each sample: k steps, then a "
                 "full device sync); its 95% CI is a percentile bootstrap of the median, hierarchical where a case "
                 "ran in several processes (processes resampled first, then samples within each), and never narrower "
@@ -358,8 +363,8 @@ def build_report(run: RunDir) -> Report:
                 "times samples/s. validated is the `bench validate` result for the case, if any. ⚠: see "
                 "Warnings."),
         sections=sections, startup_plot=plots.startup_path(groups), warnings=warning_lists(groups),
-        not_measured=not_measured_tables(records, host), notes=notes, groups=groups,
+        not_measured=not_measured_tables(all_records, host), notes=notes, groups=groups,
         glance=at_a_glance(groups, records, host) if records else None,
         glance_plot=(GLANCE_CAPTION, GLANCE_FILE) if records else None,
         roofline=roofline_section(peaks, [g for g in groups if g.host in here]) if peaks else None,
-        keras=keras_backends_section(groups), by_host=by_host)
+        keras=keras_backends_section(groups), by_host=by_host, convergence=converge)

@@ -173,4 +173,5 @@ class Report:
     glance_plot: tuple[str, str] | None = None  # (caption, path relative to the run directory)
     roofline: Section | None = None  # the host's measured peaks (peak.json), where the run has them
     keras: Section | None = None  # Keras on each backend against each other and native (xfbench.harness.report.backends)
+    convergence: Section | None = None  # runs to a target accuracy (xfbench.harness.report.convergence)
     by_host: Section | None = None  # a framework on several hosts side by side (xfbench.harness.report.hosts)

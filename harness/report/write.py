@@ -6,6 +6,7 @@ from pathlib import Path
 from ..results import RunDir, load_frame, write_atomic, write_text_atomic
 from . import formats, plots
 from .build import build_report
+from .convergence import write_convergence_plots
 from .glance import draw_glance
 
 
@@ -14,6 +15,8 @@ def write_reports(run_path: Path) -> dict[str, Path]:
     run = RunDir(Path(run_path))
     report = build_report(run)
     written = plots.write_plots(run.path, report.groups)
+    if report.convergence is not None:
+        written += write_convergence_plots(run.path, run.records())
     if report.glance is not None and report.glance_plot is not None:
         written.append(draw_glance(report.glance, run.path / report.glance_plot[1]))
     for stale in set((run.path / plots.PLOTS_DIR).glob("*.png")) - set(written):

@@ -67,6 +67,11 @@ def render(r: Report, run_path: Path) -> str:
     if r.by_host:
         p += [f'<section id="by-host"><h2>{html.escape(r.by_host.title)}</h2>', html_table(r.by_host.table)]
         p += [f'<p class="method">{_text(n)}</p>' for n in r.by_host.notes] + ["</section>"]
+    if r.convergence:
+        p += [f'<section id="time-to-accuracy"><h2>{html.escape(r.convergence.title)}</h2>',
+              html_table(r.convergence.table)]
+        p += [f'<p class="method">{_text(n)}</p>' for n in r.convergence.notes]
+        p += [_figure(cap, rel, run_path) for cap, rel in r.convergence.plots] + ["</section>"]
     p.append("<h2>Settings that differ between frameworks</h2>")
     p.append(html_table(r.settings, "settings") if len(r.settings)
              else "<p>None: every compared setting is the same.</p>")

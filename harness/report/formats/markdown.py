@@ -38,6 +38,10 @@ def render(r: Report, run_path: Path | None = None) -> str:
     if r.by_host:
         out += [f"## {r.by_host.title}", ""] + md_table(r.by_host.table) + [""]
         out += [line for n in r.by_host.notes for line in (n, "")]
+    if r.convergence:
+        out += [f"## {r.convergence.title}", ""] + md_table(r.convergence.table) + [""]
+        out += [line for n in r.convergence.notes for line in (n, "")]
+        out += [f"![{cap}]({path})" for cap, path in r.convergence.plots] + [""]
     out += ["## Settings that differ between frameworks", ""]
     out += (md_table(r.settings) if len(r.settings) else ["None: every compared setting is the same."]) + [""]
     if r.roofline:
