@@ -126,19 +126,15 @@ def largest_gap(fws: dict[str, list[Record]]) -> tuple[float, int, str, str] | N
 
 
 def outliers(rows: Sequence[Row]) -> tuple[list[str], float | None]:
-    """Frameworks whose median final accuracy differs from the median of the others' by more than the
-    seed-to-seed spread (the largest range of final accuracy over one framework's seeds), and that spread;
-    none can be flagged without two seeds."""
+    """Frameworks whose median final accuracy differs from the frameworks' common level (the median of every
+    framework's median: one outlier cannot move it) by more than the seed-to-seed spread (the largest range of
+    final accuracy over one framework's seeds), and that spread; none can be flagged without two seeds."""
     ranges = [max(r.final) - min(r.final) for r in rows if len(r.final) > 1]
     if not ranges or len(rows) < 2:
         return [], None
     spread = max(ranges)
-    out = []
-    for r in rows:
-        others = float(np.median([float(np.median(o.final)) for o in rows if o is not r]))
-        if abs(float(np.median(r.final)) - others) > spread:
-            out.append(r.framework)
-    return out, spread
+    level = float(np.median([float(np.median(r.final)) for r in rows]))
+    return [r.framework for r in rows if abs(float(np.median(r.final)) - level) > spread], spread
 
 
 def fastest(rows: Sequence[Row]) -> tuple[str | None, str]:
@@ -187,8 +183,8 @@ def convergence_section(records: Sequence[Record]) -> tuple[Section | None, list
         if spread is None:
             text += "; with one seed, no final accuracy can be told apart from seed-to-seed spread."
         elif flagged:
-            text += (f"; ⚠ final accuracy of {', '.join(flagged)} differs from the others' by more than the "
-                     f"seed-to-seed spread ({spread:.3f}).")
+            text += (f"; ⚠ final accuracy of {', '.join(flagged)} differs from the frameworks' common level by "
+                     f"more than the seed-to-seed spread ({spread:.3f}).")
         else:
             text += f"; every framework's final accuracy is within the seed-to-seed spread ({spread:.3f}) of the others'."
         notes.append(text)
