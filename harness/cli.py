@@ -53,11 +53,17 @@ class RichProgress:
 
     def finished(self, index: int, total: int, case: Case, record: Record) -> None:
         self.progress.update(self.task, completed=index)
-        if record.ok:
+        if record.ok and record.convergence is not None:  # a run to accuracy: its time to target
+            conv = record.convergence
+            note = (f"[green]{conv['target']:g} reached in {conv['time_to_target_s']:,.2f} s[/] of training "
+                    f"({conv['steps_to_target']:,} steps)" if conv.get("time_to_target_s") is not None else
+                    f"[yellow]{conv['target']:g} not reached[/] (final accuracy {conv['final_accuracy']:.3f})")
+        elif record.ok:
             m = record.metrics
             lo, hi = m.samples_per_s_ci
             note = f"[green]{m.samples_per_s:,.1f}[/] samples/s (95% CI {lo:,.1f}–{hi:,.1f})"
-            if record.warnings:
+        if record.ok:
+            if record.warnings and record.convergence is None:
                 note += f" [yellow]⚠ {escape(record.warnings[0])}[/]"
         else:
             colour = "yellow" if record.status == "skipped" else "red"
