@@ -14,7 +14,7 @@ import importlib.metadata as md
 import importlib.util
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -246,6 +246,25 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def gradients(self, batch: Any) -> dict[str, np.ndarray]:
         """Gradients of the loss at the current weights (dropout off), in canonical names and layout."""
+
+    def input_pipeline(self, x: np.ndarray, y: np.ndarray, order: Iterable[np.ndarray],
+                       workers: int = 0) -> Iterator[Any]:
+        """The training batches of a run on real data: for each index array of `order`, in that order, exactly
+        what `put_batch(x[idx], y[idx])` returns (values, layout, dtype, device), ready for the steps.
+
+        `x`, `y` are a data set's canonical arrays (read-only); `order` comes from
+        `xfbench.harness.data.batch_order`, the same for every framework. Override it with the framework's
+        own input pipeline (torch DataLoader, tf.data, a prefetching loop), preparing batches on up to
+        `workers` workers of its kind (0: in the training thread); the time to the next batch counts as
+        training time. Build the pipeline here and start it at the first `next`; the returned iterator's
+        `close()`, where it has one, stops its workers. Optional: the default is a plain loop over
+        `put_batch`, without workers or prefetching.
+        """
+        return (self.put_batch(x[idx], y[idx]) for idx in order)
+
+    def pipeline_description(self, workers: int) -> str:
+        """One line for the fairness manifest: the mechanism of `input_pipeline` and its worker count."""
+        return "NumPy loop, put_batch per step"
 
     def peak_device_memory_bytes(self) -> int | None:
         """Peak device memory of this process, where the device reports it (GPU); else None."""

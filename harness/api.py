@@ -6,6 +6,9 @@ and may change in any release. The names below keep their meaning for as long as
 value: a change that would break a plugin raises it, and the harness then refuses plugins written for the
 old value with one line (docs/adding-an-adapter.md, "Versions").
 
+`Adapter` methods with a default (`preload`, `input_pipeline`, `pipeline_description`, `peak_gemm`, `peak_copy`,
+the device-memory pair) are optional: adding one keeps `ADAPTER_API`, since every existing plugin still works.
+
 The built-in adapter classes (`xfbench.adapters.*`) are not base classes: their internals follow each
 framework release. A variant of a built-in adapter is an `AdapterInfo` with `options` (zero code); a new
 adapter subclasses `Adapter` (`bench new-adapter` writes the package).
