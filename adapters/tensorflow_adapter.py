@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -26,6 +26,19 @@ from xfbench.harness.weights import check_weights  # noqa: E402
 # The Keras model, its weight mapping and the optimizers, shared with the keras-* adapters (keras_adapter.py).
 from xfbench.adapters.keras_model import (POLICIES, build_model, held_at_zero, keras_optimizer,  # noqa: E402
                                           load_canonical, to_canonical)
+
+
+def _index_rows(order: Iterable[np.ndarray]) -> tf.Tensor | tf.RaggedTensor:
+    """The order's index arrays as rows of one tensor: (steps, batch) int64, ragged if batch sizes differ."""
+    batches = [np.asarray(b, dtype=np.int64) for b in order]
+    if len({len(b) for b in batches}) <= 1:
+        return tf.constant(np.stack(batches) if batches else np.zeros((0, 0), np.int64))
+    return tf.RaggedTensor.from_row_lengths(np.concatenate(batches), [len(b) for b in batches])
+
+
+def _iterate(ds: tf.data.Dataset) -> Iterator[Any]:
+    """The data set's elements; its iterator, and its threads, start at the first `next`."""
+    yield from ds
 
 
 class TensorFlowAdapter(Adapter):
@@ -121,6 +134,40 @@ class TensorFlowAdapter(Adapter):
             x = np.asarray(x, dtype=np.int32)
         with tf.device(self.tf_device):
             return tf.identity(tf.constant(x)), tf.identity(tf.constant(np.asarray(y, dtype=np.int32)))
+
+    def input_pipeline(self, x: np.ndarray, y: np.ndarray, order: Iterable[np.ndarray],
+                       workers: int = 0) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+        # put_batch's conversions: the dtype once for the whole array, the layout per batch in the map.
+        # Parallelism: `workers` concurrent map calls (0: the map runs in prefetch's background thread), in a
+        # private thread pool of `threads` threads, the intra-op cap, not TensorFlow's default of one thread per
+        # schedulable core (GPU workers are not pinned). Prefetch: AUTOTUNE, the tf.data guide's idiom; the
+        # worker count, which is what every framework shares, is fixed. Deterministic: batches in the order's order.
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {workers}")
+        image = self.spec.kind == "image"
+        with tf.device("/CPU:0"):  # the data set stays in host memory; batches move to the device
+            xs = tf.constant(np.asarray(x, dtype=self.dtype if image else np.int32))
+            ys = tf.constant(np.asarray(y, dtype=np.int32))
+            rows = _index_rows(order)
+
+        def gather(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            xb = tf.gather(xs, idx)
+            return (tf.transpose(xb, [0, 2, 3, 1]) if image else xb), tf.gather(ys, idx)  # NCHW -> NHWC
+
+        ds = tf.data.Dataset.from_tensor_slices(rows).map(gather, num_parallel_calls=workers or None)
+        options = tf.data.Options()
+        options.deterministic = True
+        options.threading.private_threadpool_size = self.threads
+        ds = ds.with_options(options)
+        ds = (ds.apply(tf.data.experimental.prefetch_to_device(self.tf_device)) if self.device == "cuda"
+              else ds.prefetch(tf.data.AUTOTUNE))
+        return _iterate(ds)
+
+    def pipeline_description(self, workers: int) -> str:
+        prefetch = f"prefetch_to_device({self.tf_device})" if self.device == "cuda" else "prefetch(AUTOTUNE)"
+        layout = ", NCHW->NHWC" if getattr(self, "spec", None) and self.spec.kind == "image" else ""
+        return (f"tf.data: from_tensor_slices(order).map(gather{layout}, num_parallel_calls={workers or None})"
+                f".{prefetch}, private_threadpool_size={self.threads}")
 
     def _loss(self, logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         logits = tf.reshape(logits, [-1, logits.shape[-1]])
