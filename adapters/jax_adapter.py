@@ -5,9 +5,12 @@ first use (not at import), so `JaxAdapter.__init__` can still set them before to
 """
 from __future__ import annotations
 
+import collections
 import importlib.metadata as md
+import itertools
 import os
-from typing import Any, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -244,6 +247,13 @@ def _configure_xla(device: str) -> None:
         jax.config.update("jax_platforms", "cpu")  # a CPU case never starts a GPU runtime
 
 
+def _done(fn: Callable[..., Any], *args: Any) -> Future:
+    """`fn(*args)` run now, as a finished Future: the prefetch loop without workers."""
+    future: Future = Future()
+    future.set_result(fn(*args))
+    return future
+
+
 # What one jax.jit call covers (docs/spec.md section 5.8): forward, loss, backward and optimizer update in
 # training, the forward in inference.
 COMPILE_SCOPE = "whole step, compiled"
@@ -345,13 +355,48 @@ class JaxAdapter(Adapter):
         return _to_canonical(self.spec, jax.device_get(self._loaded()))
 
     # ---- data and steps ----
-    def put_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    def _host_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A canonical batch in this adapter's layout and dtypes, still in host memory."""
         if self.spec.kind == "image":
             x = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=self.param_dtype)  # NCHW -> NHWC
         else:
             x = np.asarray(x, dtype=np.int32)
-        xd, yd = jax.device_put((x, np.asarray(y, dtype=np.int32)), self.dev)
+        return x, np.asarray(y, dtype=np.int32)
+
+    def put_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
+        xd, yd = jax.device_put(self._host_batch(x, y), self.dev)
         return jax.block_until_ready((xd, yd))
+
+    def input_pipeline(self, x: np.ndarray, y: np.ndarray, order: Iterable[np.ndarray],
+                       workers: int = 0) -> Iterator[tuple[jax.Array, jax.Array]]:
+        # A NumPy iterator with device prefetch (the pattern of flax.jax_utils.prefetch_to_device): `device_put`
+        # returns before the copy is done, so keeping `max(2, workers)` batches put ahead overlaps their
+        # transfer with the steps. With workers, the gather, layout and dtype (NumPy, which releases the GIL
+        # while it copies) and the put run on that many threads, their results taken in the order's order.
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {workers}")
+        return self._prefetch(x, y, iter(order), workers)
+
+    def _prefetch(self, x: np.ndarray, y: np.ndarray, order: Iterator[np.ndarray],
+                  workers: int) -> Iterator[tuple[jax.Array, jax.Array]]:
+        def put(idx: np.ndarray) -> tuple[jax.Array, jax.Array]:
+            return jax.device_put(self._host_batch(x[idx], y[idx]), self.dev)
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="xfbench-input") if workers else None
+        start = pool.submit if pool else _done
+        queue = collections.deque(start(put, idx) for idx in itertools.islice(order, max(2, workers)))
+        try:
+            while queue:
+                batch = queue.popleft().result()
+                queue.extend(start(put, idx) for idx in itertools.islice(order, 1))  # the next one, before the step
+                yield batch
+        finally:  # exhausted or closed early: no thread outlives the pipeline
+            if pool:
+                pool.shutdown(cancel_futures=True)
+
+    def pipeline_description(self, workers: int) -> str:
+        where = f"on {workers} threads (ThreadPoolExecutor)" if workers else "in the training thread"
+        return f"NumPy gather {where}, jax.device_put {max(2, workers)} batches ahead"
 
     def train_step(self, batch) -> None:
         self.params, self.opt_state, self.key, self.last_loss = self._train(
