@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +111,19 @@ def test_a_malformed_convergence_entry_is_refused(bad):
     rec["convergence"] = bad
     with pytest.raises(ResultsError, match="'convergence' must be an object with a 'curve' list"):
         Record.from_json(rec)
+
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "convergence-section.md"
+
+
+def test_the_section_renders_as_the_golden_file(tmp_path):
+    """Three frameworks, three seeds, one missing the target once: the markdown section, byte for byte.
+    (Regenerate with XFBENCH_REGOLD=1 after a deliberate change, and read the diff.)"""
+    recs = [_record("torch", s, 0.01 + 0.001 * s, 30, 0.95 + 0.01 * s) for s in range(3)] + \
+           [_record("jax", s, 0.02 + 0.001 * s, 40, 0.94 + 0.01 * s) for s in range(3)] + \
+           [_record("tensorflow", s, 0.015, None if s == 2 else 30, 0.93, loss_shift=0.01 * s) for s in range(3)]
+    md = write_reports(_run(tmp_path, recs).path)["report.md"].read_text()
+    section = md[md.index("## Time to accuracy"):md.index("## Settings that differ")]
+    if os.environ.get("XFBENCH_REGOLD"):
+        GOLDEN.write_text(section)
+    assert section == GOLDEN.read_text()
