@@ -25,13 +25,6 @@ batch_sizes = [16]
 optimizer = "momentum"
 optimizer_params = {{ lr = 0.02 }}
 convergence = {{ dataset = "digits", target = 0.5, eval_every = 20, max_steps = 200 }}
-[[cases]]
-models = ["gru"]
-params = {{ vocab = 6, embed = 8, hidden = 16, layers = 1, seq_len = 12 }}
-batch_sizes = [16]
-optimizer = "adam"
-optimizer_params = {{ lr = 0.01 }}
-convergence = {{ dataset = "copy-memory", target = 0.3, eval_every = 10, max_steps = 30, dataset_options = {{ seq_len = 12, copy_len = 3, symbols = 4, train = 256, test = 64 }} }}
 """
 
 
@@ -42,9 +35,12 @@ def _installed(name: str) -> bool:
 
 @pytest.mark.slow
 def test_every_framework_trains_on_the_same_batches_and_the_report_has_the_section(tmp_path):
-    frameworks = [fw for fw, mod in (("torch", "torch"), ("tensorflow", "tensorflow"), ("jax", "jax")) if _installed(mod)]
+    # Two frameworks are enough to compare batches; torch and jax import fastest (tests/test_input_pipelines.py
+    # checks every pipeline's batches, copy-memory's included, against put_batch).
+    frameworks = [fw for fw, mod in (("torch", "torch"), ("jax", "jax"), ("tensorflow", "tensorflow"))
+                  if _installed(mod)][:2]
     if len(frameworks) < 2:
-        pytest.skip("needs two of torch, tensorflow, jax to compare their batches")
+        pytest.skip("needs two of torch, jax, tensorflow to compare their batches")
     suite = tmp_path / "tiny.toml"
     suite.write_text(SUITE.format(frameworks=json.dumps(frameworks)))
     p = subprocess.run([sys.executable, "-m", "xfbench.harness.cli", "run", str(suite), "--out", str(tmp_path / "runs")],
@@ -52,7 +48,7 @@ def test_every_framework_trains_on_the_same_batches_and_the_report_has_the_secti
     assert p.returncode == 0, p.stderr
     (run,) = (tmp_path / "runs").iterdir()
     records = [json.loads(line) for line in (run / "cases.jsonl").read_text().splitlines()]
-    assert len(records) == 2 * 2 * len(frameworks) and {r["status"] for r in records} == {"ok"}
+    assert len(records) == 2 * len(frameworks) and {r["status"] for r in records} == {"ok"}
     orders: dict[tuple, set] = {}
     for r in records:
         conv = r["convergence"]
