@@ -254,7 +254,8 @@ def run_cases_ray(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterI
 
     The same contract as `runner.run_cases`: a task that dies (its worker, its node) is a failed record and
     the run goes on; one past its timeout is cancelled and a timeout record; Ctrl-C, SIGTERM or SIGHUP
-    cancel every outstanding task and keep what was recorded.
+    keep what was recorded (tasks finished by then included), and the caller's `Cluster.close` ends the
+    driver's job, which ends every outstanding task.
     """
     from .runner import RunSummary, _Guarded, _Quiet
     ray = cluster.ray
@@ -321,11 +322,18 @@ def run_cases_ray(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterI
                                                   "cluster; cancelled", now, now), validated_of.pop(case.case_id, None))
     except KeyboardInterrupt:
         summary.interrupted = True
-        for ref in in_flight:
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:
-                pass
+        # Tasks that ended while Ctrl-C came keep their records. The others end with this driver: closing the
+        # cluster connection (Cluster.close, by the caller) ends the job, and Ray kills its running workers,
+        # whose case workers die with them. Not ray.cancel(force=True) on each: a task that completes at that
+        # moment crashed the driver in Ray 2.60 ("Tried to complete task that was not pending").
+        try:
+            ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0) if in_flight else ([], [])
+            for ref in ready:
+                i, case, _ = in_flight.pop(ref)
+                rec = Record.from_json(ray.get(ref)["record"])
+                record(i, case, rec, validated_of.pop(case.case_id, None))
+        except Exception:  # a finished task that cannot be read is simply run again by --resume
+            pass
     finally:
         summary.display_error = progress.error
         if owns_lock:
