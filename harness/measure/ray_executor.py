@@ -211,7 +211,7 @@ def check_nodes(cluster: Cluster, cases: list[Case], frameworks: dict[str, Adapt
     except Exception as e:  # a node that cannot even run a probe cannot run a case
         raise ClusterError(f"a node of the Ray cluster could not report its frameworks: {type(e).__name__}: "
                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
-    plan = {name: {d: v for d, v in frameworks[name].versions().items()} for name in names}
+    plan = {name: frameworks[name].versions() for name in names}
     warnings, mismatches = [], []
     for node_id, p in cluster.probes.items():
         where = _where(p["host"])

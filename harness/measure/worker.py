@@ -106,9 +106,7 @@ def metrics_for(case: Case, spec, m, cpu_share: float | None,
     s = summarize(m.samples_s)
     flops_per_sample = spec.train_flops() if case.mode == "train" else spec.forward_flops()
     out: dict[str, Any] = {
-        "samples_per_s": case.batch_size / s.median,
-        "samples_per_s_ci": [case.batch_size / s.ci_high, case.batch_size / s.ci_low],
-        "step_s": s.as_dict(),
+        **_throughput(case, s),
         "first_step_s": m.first_step_s,
         "warmup_steps": m.warmup_steps,
         "steps_per_sample": m.steps_per_sample,
@@ -194,7 +192,7 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
             raise RuntimeError(f"{case.framework} builds {adapter.parameter_count():,} trainable parameters, "
                                f"the spec says {spec.parameter_count():,}")
         if case.mode == "converge":
-            return _converge(case, prep, adapter, spec, started, t0)
+            return _converge(case, prep, adapter, spec, started, t0, forked=prepared is not None)
         adapter.load_weights(init_weights(spec, case.seed))
         batch = adapter.put_batch(*make_inputs(spec, case.batch_size, case.seed))
         adapter.sync()
@@ -223,16 +221,7 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
         if gpu_warning:
             warnings.insert(0, gpu_warning)
         metrics.update(setup_s=setup_s, import_s=prep.import_s, parameters=spec.parameter_count(), **memory.finish())
-        manifest = {
-            "framework": info.framework, "adapter": info.name, "affinity": cpus,
-            "cpu_pinning": f"pinned to {len(cpus)} CPUs" if case.device == "cpu" else
-                           f"not pinned: a {case.device} case keeps all {len(cpus)} CPUs for the host threads",
-            "env": prep.env,
-            # "fork": forked from a server that imported the framework once for the round (import_s is its import)
-            "process_start": "fork" if prepared else "exec",
-            **adapter.settings(),
-            "adapter_package": adapter_package(info),  # after settings(): the harness's word, not the adapter's
-        }
+        manifest = _manifest(case, prep, adapter, forked=prepared is not None)
         return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),
                          samples_s=tuple(m.samples_s), warnings=tuple(warnings), manifest=manifest)
     except Exception as e:
@@ -248,7 +237,29 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
         return Record.of(case, "failed", reason, started, time.time())
 
 
-def _converge(case: Case, prep: Prepared, adapter: Any, spec: Any, started: float, t0: float) -> Record:
+def _manifest(case: Case, prep: Prepared, adapter: Any, forked: bool) -> dict[str, Any]:
+    """The record's fairness manifest (docs/spec.md 5.8): where the worker ran, how, and the adapter's settings."""
+    cpus, info = prep.cpus, prep.info
+    return {
+        "framework": info.framework, "adapter": info.name, "affinity": cpus,
+        "cpu_pinning": f"pinned to {len(cpus)} CPUs" if case.device == "cpu" else
+                       f"not pinned: a {case.device} case keeps all {len(cpus)} CPUs for the host threads",
+        "env": prep.env,
+        # "fork": forked from a server that imported the framework once for the round (import_s is its import)
+        "process_start": "fork" if forked else "exec",
+        **adapter.settings(),
+        "adapter_package": adapter_package(info),  # after settings(): the harness's word, not the adapter's
+    }
+
+
+def _throughput(case: Case, s: Any) -> dict[str, Any]:
+    """samples/s, its 95% CI and the step-time summary, from the summary `s` of the per-step times."""
+    return {"samples_per_s": case.batch_size / s.median,
+            "samples_per_s_ci": [case.batch_size / s.ci_high, case.batch_size / s.ci_low], "step_s": s.as_dict()}
+
+
+def _converge(case: Case, prep: Prepared, adapter: Any, spec: Any, started: float, t0: float,
+              forked: bool) -> Record:
     """A run to accuracy (mode "converge", xfbench.harness.measure.convergence): its record.
 
     Process p of the configuration is seed `case.seed + p`: canonical weights and batch order of that seed, the
@@ -270,18 +281,14 @@ def _converge(case: Case, prep: Prepared, adapter: Any, spec: Any, started: floa
     run = train_to_target(adapter, data, batch_size=case.batch_size, seed=seed, target=conv.target,
                           eval_every=conv.eval_every, max_steps=conv.max_steps, workers=conv.workers)
     samples = run.interval_step_s()
-    s = summarize(samples)
-    metrics = {"samples_per_s": case.batch_size / s.median,
-               "samples_per_s_ci": [case.batch_size / s.ci_high, case.batch_size / s.ci_low],
-               "step_s": s.as_dict(), "first_step_s": run.first_step_s, "setup_s": setup_s,
+    metrics = {**_throughput(case, summarize(samples)), "first_step_s": run.first_step_s, "setup_s": setup_s,
                "import_s": prep.import_s, "parameters": spec.parameter_count(), "measure_s": run.train_s,
                **memory.finish()}
     warnings = [] if run.steps_to_target else [
         f"did not reach test accuracy {conv.target:g} in {conv.max_steps} steps (best "
         f"{max(p.test_accuracy for p in run.curve):.3f}); no time to target"]
-    manifest = {"framework": prep.info.framework, "adapter": prep.info.name, "affinity": prep.cpus, "env": prep.env,
-                "input_pipeline": run.pipeline, "dataset": run.dataset, "data_order_sha256": run.order_sha256,
-                **adapter.settings(), "adapter_package": adapter_package(prep.info)}
+    manifest = {**_manifest(case, prep, adapter, forked=forked), "input_pipeline": run.pipeline,
+                "dataset": run.dataset, "data_order_sha256": run.order_sha256}
     return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),
                      samples_s=tuple(samples), warnings=tuple(warnings), manifest=manifest,
                      convergence=run.to_json())
