@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from . import __version__
+from .cuda_builds import cpu_only
 from .errors import XfbenchError
 from .models import ModelSpec
 from .optimizers import OptimizerSpec
@@ -50,12 +51,21 @@ class AdapterInfo:
     # The distribution that registers it and its version: filled in by `discover_all` from the entry point.
     package: str | None = None
     package_version: str | None = None
+    # An adapter of a framework environment (xfbench.harness.envs): its interpreter, the environment's name,
+    # and what that interpreter said of it (missing imports, versions, provenance), which this one cannot see.
+    python: str | None = None
+    environment: str | None = None
+    probed: dict[str, Any] | None = field(default=None, compare=False)
 
     def missing(self) -> list[str]:
         """Import names that are not installed (checked without importing them)."""
+        if self.probed is not None:
+            return list(self.probed["missing"])
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
     def versions(self) -> dict[str, str]:
+        if self.probed is not None:
+            return dict(self.probed["versions"])
         out = {}
         for dist in self.distributions or self.requires:
             try:
@@ -63,6 +73,13 @@ class AdapterInfo:
             except md.PackageNotFoundError:
                 continue
         return out
+
+    def cpu_only(self) -> str | None:
+        """Why this adapter's framework cannot run on CUDA here (a CPU build), from package metadata; None if
+        nothing says so (xfbench.harness.cuda_builds)."""
+        if self.probed is not None:
+            return self.probed.get("cpu_only")
+        return cpu_only(self.requires, self.reference)
 
     def load(self) -> type["Adapter"]:
         module, _, cls = self.target.partition(":")
@@ -73,10 +90,14 @@ class AdapterInfo:
 
         None when the target module cannot be found; the framework is never imported.
         """
+        if self.probed is not None:
+            return self.probed["provenance"]["source_sha256"]
         return _source_hash(self.target.partition(":")[0])
 
     def provenance(self) -> dict[str, str | None]:
         """The adapter package: name, version, and the SHA-256 of its source, for records and the cache."""
+        if self.probed is not None:
+            return dict(self.probed["provenance"])
         return {"package": self.package, "version": self.package_version, "source_sha256": self.source_hash()}
 
 
@@ -126,7 +147,29 @@ def discover_all() -> tuple[dict[str, AdapterInfo], dict[str, str]]:
         else:  # who registers it, for the validation cache and the records (AdapterInfo.provenance)
             found[ep.name] = replace(info, package=getattr(ep.dist, "name", None),
                                      package_version=getattr(ep.dist, "version", None))
+    _add_environments(found, broken)
     return dict(sorted(found.items())), dict(sorted(broken.items()))
+
+
+def _add_environments(found: dict[str, AdapterInfo], broken: dict[str, str]) -> None:
+    """Every framework environment's adapters as `name@env`, and each environment's defaults under their own
+    names (xfbench.harness.envs), from what the environment's interpreter said when it was probed."""
+    from . import envs
+
+    environments = envs.environments()
+    for env in environments.values():
+        for name, d in env.adapters().items():
+            fields_ = {k: d[k] for k in AdapterInfo.__dataclass_fields__ if k in d and k not in _ENV_FIELDS}
+            found[f"{name}@{env.name}"] = AdapterInfo(
+                **{**fields_, "requires": tuple(fields_["requires"]), "distributions": tuple(fields_["distributions"])},
+                name=f"{name}@{env.name}", python=str(env.python), environment=env.name,
+                probed={k: d.get(k) for k in ("missing", "versions", "provenance", "cpu_only")})
+    for name, env in envs.defaults(environments).items():
+        found[name] = replace(found[f"{name}@{env.name}"], name=name)
+        broken.pop(name, None)
+
+
+_ENV_FIELDS = ("name", "python", "environment", "probed")
 
 
 def api_mismatch(api: object, package: str) -> str:
@@ -182,7 +225,22 @@ def _one_line(e: BaseException) -> str:
 
 
 def why_broken(name: str) -> str | None:
-    """Why the registered adapter `name` cannot be used, as a sentence; None if it is not broken."""
+    """Why the adapter `name` cannot be used, as a sentence; None if it is not broken.
+
+    For `adapter@env`: the environment is missing, or does not offer that adapter (xfbench.harness.envs).
+    """
+    from . import envs
+
+    base, env_name = envs.split(name)
+    if env_name is not None:
+        env = envs.environments().get(env_name)
+        if env is None:
+            return (f"no framework environment {env_name!r} for {name!r}; make it with `bench env create {env_name} "
+                    f"PACKAGE...` (see `bench env list`)")
+        if base not in env.adapters():
+            return (f"environment {env_name!r} does not offer {base!r} (it offers "
+                    f"{', '.join(sorted(env.adapters())) or 'no adapter'}); install it there, then "
+                    f"`bench env check {env_name}`")
     why = discover_all()[1].get(name)
     return f"the adapter {name!r} is broken: {why}; fix or uninstall that package" if why else None
 

@@ -160,7 +160,7 @@ def test_a_crashing_worker_is_one_failure_with_its_log(monkeypatch):
     import sys
 
     monkeypatch.setattr(peak_mod, "module_command",
-                        lambda module, *a: [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
+                        lambda module, *a, python=None: [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
     out = measure_peaks({"numpy": discover()["numpy"]}, device="cpu", threads=1, n=N, nbytes=NBYTES, cfg=FAST)
     assert out.peaks == {} and list(out.failed) == ["numpy"]
     why = out.failed["numpy"]

@@ -29,6 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from ..envs import interpreter_for
 from ..errors import XfbenchError
 from .process import MEMORY_POLL_S, MemoryLimitExceeded, die_with_parent, group_memory_bytes, module_command, worker_env
 
@@ -131,7 +132,8 @@ class ForkServer:
         try:
             with open(self.log_file, "wb") as log:
                 self.proc = subprocess.Popen(
-                    module_command("xfbench.harness.measure.forkserver", adapter, str(threads), device, str(write_fd)),
+                    module_command("xfbench.harness.measure.forkserver", adapter, str(threads), device, str(write_fd),
+                                   python=interpreter_for(adapter)[0]),
                     stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=worker_env(),
                     start_new_session=True, cwd=self.log_file.parent, pass_fds=(write_fd,))
         except OSError as e:

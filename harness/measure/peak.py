@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 # Standard library only above and here: the thread caps must be in place before numpy loads (see `main`).
 from ..case import MeasureConfig
+from ..envs import interpreter_for
 from ..results import write_json_atomic
 from .process import die_with_parent, exit_reason, module_command, pin_threads, run_isolated, tail
 
@@ -172,7 +173,7 @@ Launch = Callable[[str, Path, Path, Path, float], "int | None"]
 
 def fresh_worker(name: str, request: Path, result: Path, log: Path, timeout_s: float) -> int | None:
     """Run one peak request in a fresh interpreter (`python -m xfbench.harness.measure.peak`)."""
-    return run_isolated(module_command(__name__, request, result), log, timeout_s)
+    return run_isolated(module_command(__name__, request, result, python=interpreter_for(name)[0]), log, timeout_s)
 
 
 @dataclass

@@ -41,18 +41,22 @@ def worker_env() -> dict[str, str]:
     return env
 
 
-def module_command(module: str, *args: str | os.PathLike) -> list[str]:
-    """The command line that runs `python -m module args...` with this interpreter, the cwd not on sys.path.
+def module_command(module: str, *args: str | os.PathLike, python: str | None = None) -> list[str]:
+    """The command line that runs `python -m module args...`, the cwd not on sys.path.
+
+    `python`: the interpreter, this one by default; a framework environment's for its adapters
+    (`xfbench.harness.envs.interpreter_for`). Environments are made with Python >= 3.10 like bench's own.
 
     `python -m` puts the current directory first on sys.path, so a `numpy.py` or `harness/` where
     `bench` was started would run in the worker. `-P` (Python 3.11+) leaves it out; on 3.10 runpy runs
     the module after dropping that first entry, which is what `-P` does. Arguments must be absolute
     paths: `run_isolated` starts workers in another directory.
     """
-    if sys.version_info >= (3, 11):
+    if python in (None, sys.executable) and sys.version_info >= (3, 11):
         return [sys.executable, "-P", "-m", module, *map(str, args)]
+    # -c works on every version: another interpreter's may be 3.10, which lacks -P
     run = f"import runpy, sys; del sys.path[0]; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
-    return [sys.executable, "-c", run, *map(str, args)]
+    return [python or sys.executable, "-c", run, *map(str, args)]
 
 
 class MemoryLimitExceeded(XfbenchError):

@@ -10,6 +10,7 @@ from typing import Any, Callable, Protocol
 
 from ..adapter import AdapterInfo
 from ..case import Case
+from ..envs import interpreter_for
 from ..records import PlannedCase, Record, ResultsError
 from ..results import RunDir
 from .forkserver import ForkServers, ServerGone
@@ -87,7 +88,8 @@ def run_worker(case: Case, workdir: Path, logdir: Path,
     log_file = logdir / f"{case.case_id}.log"
     case_file.write_text(json.dumps(case.to_dict()))
     rec_file.unlink(missing_ok=True)
-    cmd = (command or (lambda c, r: module_command("xfbench.harness.measure.worker", c, r)))(case_file, rec_file)
+    cmd = (command or (lambda c, r: module_command("xfbench.harness.measure.worker", c, r,
+                                                    python=interpreter_for(case.framework)[0])))(case_file, rec_file)
     started = time.time()
     limit = memory_limit_bytes(case, available_memory_bytes())
     try:
@@ -214,7 +216,9 @@ def run_peaks(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
               servers: ForkServers | None = None, **sizes: int) -> list[str]:
     """Measure the roofline of every adapter in `cases` into the run's peak.json (docs/spec.md 5.10).
 
-    Each adapter at the device and thread count most of its cases used; forked from the fork server of
+    Each adapter at the device and thread count most of its cases used, CUDA first where it has CUDA cases (a
+    GPU host's quick run has as many CPU cases: its GPU peak is the one a GPU user asks for; peak.json holds
+    one peak per adapter); forked from the fork server of
     its last such case where that case was forked (no second import of the framework), else in a fresh
     worker. Entries already in peak.json for other adapters are kept. Returns one line per adapter whose
     peak could not be measured. `sizes`: `n` and `nbytes` of measure_peaks (the tests' tiny ones).
@@ -226,7 +230,8 @@ def run_peaks(cases: list[Case], run: RunDir, frameworks: dict[str, AdapterInfo]
             by_adapter.setdefault(c.framework, []).append(c)
     peaks, notes = read_peaks(run.path)
     for name, cs in by_adapter.items():
-        device, threads = Counter((c.device, c.threads) for c in cs).most_common(1)[0][0]
+        device, threads = max(Counter((c.device, c.threads) for c in cs).items(),
+                              key=lambda kv: (kv[0][0] == "cuda", kv[1]))[0]
         last = [c for c in cs if (c.device, c.threads) == (device, threads)][-1]
         server = servers.get(last) if servers is not None and last.process_start == "fork" else None
 

@@ -1,7 +1,9 @@
 """`bench compare RUN_A RUN_B`: every configuration measured in both runs, B against A, from stored records.
 
 A configuration is matched on its case config without the measurement knobs (`measure`,
-`case_timeout_s`), the process index and how the process started (`process_start`); its processes are pooled. Significance follows
+`case_timeout_s`), the process index and how the process started (`process_start`); its processes are pooled.
+An adapter that a run holds in one framework environment only is matched on its own name (`torch@torch-2-12`
+in A against `torch` in B: "did the upgrade make my model slower?"), and versions that differ are listed. Significance follows
 `xfbench.harness.analysis.significance` (Mann-Whitney U p < 0.05 and non-overlapping 95% CIs of the medians).
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pandas as pd
 
 from ..analysis.significance import Comparison, compare_times, geomean_speedup
 from ..analysis.stats import floor_ci, grouped_median_ci, median_floor, process_spread
+from ..envs import split
 from ..errors import XfbenchError
 from ..records import Record
 from ..results import RunDir
@@ -62,17 +65,43 @@ class RunComparison:
         return [d for d in self.diffs if d.comparison.significant and d.slowdown_pct > pct]
 
 
-def _identity(rec: Record) -> str:
-    return json.dumps({k: v for k, v in rec.case.to_dict().items() if k not in IGNORED_CASE_KEYS}, sort_keys=True)
+def _identity(rec: Record, alone: set[str] = frozenset()) -> str:
+    """The configuration, as JSON; an adapter of `alone` (the only one of its name in its run) without `@env`."""
+    d = {k: v for k, v in rec.case.to_dict().items() if k not in IGNORED_CASE_KEYS}
+    if d["framework"] in alone:
+        d["framework"] = split(d["framework"])[0]
+    return json.dumps(d, sort_keys=True)
 
 
-def _pooled(run: RunDir) -> dict[str, tuple[str, int, tuple[tuple[float, ...], ...]]]:
-    """identity -> (label, batch size, per-step times of each ok process)."""
+def _alone(records: list[Record]) -> set[str]:
+    """Adapters the run holds in one environment only (`torch@x` without `torch` or `torch@y` beside it)."""
+    by_base: dict[str, set[str]] = {}
+    for r in records:
+        by_base.setdefault(split(r.case.framework)[0], set()).add(r.case.framework)
+    return {next(iter(names)) for names in by_base.values() if len(names) == 1}
+
+
+def _versions(records: list[Record], alone: set[str]) -> dict[str, str]:
+    """adapter (as matched) -> its versions and environment, as its first ok record says."""
+    out: dict[str, str] = {}
+    for r in records:
+        key = split(r.case.framework)[0] if r.case.framework in alone else r.case.framework
+        if key not in out:
+            env = (r.manifest.get("environment") or {}).get("name")
+            out[key] = ", ".join(f"{k} {v}" for k, v in (r.manifest.get("versions") or {}).items() if v) \
+                + (f" (environment {env})" if env and env != "main" else "")
+    return out
+
+
+def _pooled(run: RunDir, versions: dict[str, str] | None = None) -> dict[str, tuple[str, int, tuple[tuple[float, ...], ...]]]:
+    """identity -> (label, batch size, per-step times of each ok process); fills `versions` (_versions)."""
     out: dict[str, tuple[str, int, tuple[tuple[float, ...], ...]]] = {}
-    for r in run.records():
-        if not r.ok or not r.samples_s:
-            continue
-        key = _identity(r)
+    records = [r for r in run.records() if r.ok and r.samples_s]
+    alone = _alone(records)
+    if versions is not None:
+        versions.update(_versions(records, alone))
+    for r in records:
+        key = _identity(r, alone)
         label, b, groups = out.get(key, (r.case.label(), r.case.batch_size, ()))
         out[key] = (label, b, groups + (tuple(r.samples_s),))
     return out
@@ -81,7 +110,9 @@ def _pooled(run: RunDir) -> dict[str, tuple[str, int, tuple[tuple[float, ...], .
 def compare_runs(run_a: Path, run_b: Path) -> RunComparison:
     a, b = RunDir(Path(run_a)), RunDir(Path(run_b))
     a.meta(), b.meta()  # refuse anything that is not a run directory
-    pa, pb = _pooled(a), _pooled(b)
+    va: dict[str, str] = {}
+    vb: dict[str, str] = {}
+    pa, pb = _pooled(a, va), _pooled(b, vb)
     # The process-to-process spread per device, pooled over every configuration of both runs
     # (stats.process_spread): no CI is narrower than it allows, however closely a configuration's own
     # two processes agreed.
@@ -106,6 +137,9 @@ def compare_runs(run_a: Path, run_b: Path) -> RunComparison:
         raise CompareError(f"no configuration was measured in both {a.path} and {b.path}; "
                            "compare runs of the same suite")
     notes = [f"{name}: {n}" for name, run in (("A", a), ("B", b)) for n in run.reading_notes()]
+    compared = {json.loads(k)["framework"] for k in pa.keys() & pb.keys()}
+    notes += [f"Versions of {fw}: A {va[fw] or '?'}; B {vb[fw] or '?'}."
+              for fw in sorted(compared) if va.get(fw) != vb.get(fw)]
     return RunComparison(str(a.path), str(b.path), diffs, sorted(pa[k][0] for k in pa.keys() - pb.keys()),
                          sorted(pb[k][0] for k in pb.keys() - pa.keys()), notes, spread)
 
