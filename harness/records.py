@@ -93,6 +93,13 @@ class Metrics:
     contended_samples: int | None = None  # samples left out because other processes used the pinned CPUs
     contended_share_max: float | None = None
     contended_share_kept: float | None = None  # others' share over the kept samples together (CPU)
+    # GPU, from NVML over the timed samples: the share of time a kernel ran (0..1; mean, least and most of the
+    # driver's utilisation samples, and how many), and the worker's GPU memory as the driver counts it.
+    gpu_utilisation: float | None = None
+    gpu_utilisation_min: float | None = None
+    gpu_utilisation_max: float | None = None
+    gpu_utilisation_samples: int | None = None
+    nvml_used_memory_bytes: int | None = None  # context, allocator cache and libraries included
     extra: dict[str, Any] = field(default_factory=dict)  # metrics this version does not know, kept as written
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +126,8 @@ _METRIC_KINDS = {
     "peak_host_rss_bytes": "int", "peak_device_memory_bytes": "int", "setup_peak_host_rss_bytes": "int",
     "step_peak_host_rss_bytes": "int", "setup_peak_device_memory_bytes": "int", "step_peak_device_memory_bytes": "int",
     "contended_samples": "int", "contended_share_max": "num", "contended_share_kept": "num",
+    "gpu_utilisation": "num", "gpu_utilisation_min": "num", "gpu_utilisation_max": "num",
+    "gpu_utilisation_samples": "int", "nvml_used_memory_bytes": "int",
 }
 _OK_METRICS = ("samples_per_s", "samples_per_s_ci", "step_s", "first_step_s", "setup_s", "parameters")
 

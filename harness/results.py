@@ -231,7 +231,10 @@ def flatten_record(rec: Record) -> dict[str, Any]:
         "peak_host_rss_bytes": m.peak_host_rss_bytes,
         "peak_device_memory_bytes": m.peak_device_memory_bytes,
         "parameters": m.parameters, "achieved_flops_per_s": m.achieved_flops_per_s,
-        "cpu_utilisation": m.cpu_utilisation, "warnings": "; ".join(rec.warnings),
+        "cpu_utilisation": m.cpu_utilisation,
+        "gpu_utilisation": m.gpu_utilisation, "gpu_utilisation_min": m.gpu_utilisation_min,
+        "gpu_utilisation_max": m.gpu_utilisation_max, "gpu_utilisation_samples": m.gpu_utilisation_samples,
+        "nvml_used_memory_bytes": m.nvml_used_memory_bytes, "warnings": "; ".join(rec.warnings),
     }
 
 

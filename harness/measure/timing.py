@@ -47,13 +47,16 @@ class Measurement:
 
 def measure(time_steps: Callable[[int], float], cfg: MeasureConfig,
             steady: Callable[[], None] | None = None,
-            contention: Callable[[], float | None] | None = None) -> Measurement:
+            contention: Callable[[], float | None] | None = None,
+            sampling: Callable[[], None] | None = None) -> Measurement:
     """Run the protocol's phases around `time_steps`; return per-step times of every sample.
 
     `steady` is called once, after the warm-up: where set-up ends and the steady state begins (the
-    worker resets its peak-memory counters there). `contention`, after each sample, gives the share of
-    the pinned CPUs that other processes used during it; above `cfg.contention_share` the sample is
-    contended: kept apart and measured again while the time budget lasts.
+    worker resets its peak-memory counters there). `sampling` is called once, after the calibration, as
+    the timed samples begin (the worker starts its GPU utilisation reading there); they end when this returns.
+    `contention`, after each sample, gives the share of the pinned CPUs that other processes used during it;
+    above `cfg.contention_share` the sample is contended: kept apart and measured again while the time
+    budget lasts.
     """
     first = time_steps(1)
 
@@ -75,6 +78,8 @@ def measure(time_steps: Callable[[int], float], cfg: MeasureConfig,
         k = max(k + 1, math.ceil(k * cfg.min_sample_s / t * 1.1)) if t > 0 else k * 2
 
     m = Measurement(first_step_s=first, warmup_steps=warm_n, warmup_s=warm_s, steps_per_sample=k)
+    if sampling is not None:
+        sampling()
     # Samples: until the CI of the median is tight enough, or the time or sample budget is spent.
     spent = 0.0
     while True:

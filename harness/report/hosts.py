@@ -79,6 +79,33 @@ def describe(label: str, host: Mapping[str, Any]) -> str:
     return f"{label} ({', '.join(parts)}" + (f"; Ray node {ip}" if ip else "") + ")"
 
 
+def gpu_line(records: Sequence[Record], run_host: Mapping[str, Any] | None = None) -> str | None:
+    """"GPU: NVIDIA H200 (driver 580.65.06, CUDA driver 13.0); torch: CUDA 12.8, cuDNN 91002; ...": the device,
+    driver and each framework's CUDA and cuDNN of the run's GPU records; None where none ran on a GPU.
+
+    The device comes from the records' manifest (`gpu_device`, NVML), else from the host's nvidia-smi line; the
+    versions from the manifest's `versions`, as each framework reports them."""
+    gpus: dict[str, None] = {}
+    builds: dict[str, dict[str, None]] = {}
+    for r in records:
+        if not r.ok or r.case.device == "cpu":
+            continue
+        host = r.host or run_host or {}
+        d = r.manifest.get("gpu_device") if isinstance(r.manifest.get("gpu_device"), dict) else {}
+        driver = d.get("driver") or host.get("gpu_driver")
+        cuda = d.get("cuda_driver") or host.get("cuda_driver")
+        drivers = ", ".join(x for x in (driver and f"driver {driver}", cuda and f"CUDA driver {cuda}") if x)
+        name = d.get("name") or "; ".join(map(str, host.get("gpus") or ())) or "?"
+        gpus[name + (f" ({drivers})" if drivers else "")] = None
+        v = r.manifest.get("versions") if isinstance(r.manifest.get("versions"), dict) else {}
+        built = ", ".join(f"{label} {v[k]}" for k, label in (("cuda", "CUDA"), ("cudnn", "cuDNN")) if v.get(k))
+        if built:
+            builds.setdefault(str(r.manifest.get("framework") or r.case.framework), {})[built] = None
+    if not gpus:
+        return None
+    return "; ".join([f"GPU: {' / '.join(gpus)}"] + [f"{fw}: {' / '.join(b)}" for fw, b in sorted(builds.items())]) + "."
+
+
 def _num(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}" if x >= 10 else f"{x:,.2f}"
 

@@ -14,6 +14,7 @@ from ..case import Case
 
 # Columns that hold numbers are right-aligned in every format.
 RIGHT = {"batch", "samples/s", "95% CI", "rel. speed", "first step s", "set-up memory", "step memory", "GFLOP/s", "CPU busy",
+         "GPU busy", "NVML memory",
          "samples", "speed vs best", "cases", "wins", "ties", "losses", "share of peak", "threads", "GEMM GFLOP/s",
          "GEMM 95% CI", "of host peak", "copy GB/s", "copy 95% CI", "native samples/s"}
 # Columns named per host (the "By host" table, xfbench.harness.report.hosts) are numbers too.
@@ -50,6 +51,10 @@ class Config:
     # The least SD of log(median step time) the run's pooled process-to-process spread allows for this many
     # processes (xfbench.harness.analysis.stats.median_floor); None where no configuration of the run had two.
     median_floor: float | None = None
+    # GPU cases with NVML: the mean over processes of the share of the timed samples a kernel ran, and each
+    # process's GPU memory as the driver counts it (metrics gpu_utilisation, nvml_used_memory_bytes)
+    gpu_utilisation: float | None = None
+    nvml_memory_bytes: tuple[float, ...] = ()
 
     @property
     def samples_per_s(self) -> float:
