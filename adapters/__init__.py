@@ -12,6 +12,11 @@ TORCH_COMPILE = AdapterInfo(
     name="torch-compile", framework="torch", target="xfbench.adapters.torch_adapter:TorchAdapter",
     requires=("torch",), summary="PyTorch with torch.compile (inductor) on the model",
     options={"compile": True})
+TORCH_CUDAGRAPHS = AdapterInfo(
+    name="torch-cudagraphs", framework="torch", target="xfbench.adapters.torch_adapter:TorchAdapter",
+    requires=("torch",), summary="PyTorch with torch.compile(mode=\"reduce-overhead\"): inductor and CUDA graphs "
+                                 "(CUDA only)",
+    options={"compile": True, "compile_mode": "reduce-overhead"})
 TORCH_CHANNELS_LAST = AdapterInfo(
     name="torch-channels-last", framework="torch", target="xfbench.adapters.torch_adapter:TorchAdapter",
     requires=("torch",), summary="PyTorch eager, images and conv weights in channels_last (NHWC) memory",

@@ -18,6 +18,9 @@ from xfbench.harness.weights import check_weights
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.float32, "fp64": torch.float64}
+# torch.compile modes whose inductor graphs run as CUDA graphs on a GPU (torch._inductor.list_mode_options:
+# "triton.cudagraphs"); "reduce-overhead" exists for nothing else.
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def _image_model(spec: ModelSpec) -> nn.Module:
@@ -106,6 +109,12 @@ def _compile_counters() -> tuple[int, dict[str, int]]:
     return int(counters["stats"]["unique_graphs"]), {str(k): int(v) for k, v in counters["graph_break"].items()}
 
 
+def _cudagraph_skips() -> int:
+    """Graphs inductor compiled for CUDA graphs but ran without them (mutated inputs, CPU ops; reasons in the log)."""
+    from torch._dynamo.utils import counters
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
 def _first_lines(breaks: dict[str, int]) -> list[str]:
     return [reason.strip().splitlines()[0] for reason in breaks]
 
@@ -118,6 +127,9 @@ class TorchAdapter(Adapter):
             raise Unsupported("CUDA is not available to torch on this machine")
         if precision == "tf32" and device != "cuda":
             raise Unsupported("tf32 is a GPU precision; use fp32 on CPU")
+        if compile and compile_mode == "reduce-overhead" and device != "cuda":
+            raise Unsupported("torch.compile(mode=\"reduce-overhead\") records CUDA graphs, which need CUDA; "
+                              "on a CPU it is torch-compile")
         torch.set_num_threads(threads)
         with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
             torch.set_num_interop_threads(1)
@@ -129,6 +141,9 @@ class TorchAdapter(Adapter):
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(seed)
         self.compile, self.compile_mode = compile, compile_mode
+        # CUDA graph trees replay a step's recorded kernels with one launch; each step must be marked as a new
+        # iteration (`_new_step`), or a step's reads of the previous one's outputs would be refused as overwritten.
+        self.cuda_graphs = compile and compile_mode in _CUDA_GRAPH_MODES and device == "cuda"
         # NHWC strides for image models (torch.channels_last): what TensorFlow and Flax run by default, and
         # oneDNN's and cuDNN's preferred layout for convolutions. Off by default: NCHW is torch's own default,
         # and on 2 CPU cores channels_last was faster in one case of four, significantly in one of two runs
@@ -301,7 +316,17 @@ class TorchAdapter(Adapter):
             why = "; ".join(_first_lines(breaks)) or "no graph captured"
             raise Unsupported(f"torch.compile compiled nothing for {self.spec.name}: {why[:200]}")
 
+    def _new_step(self) -> None:
+        """Under CUDA graphs: a new iteration begins, so the previous one's graph outputs may be overwritten.
+
+        The heuristic (a new iteration at each compiled call with no backward pending) would do for these
+        steps; the explicit mark also covers `forward`, `gradients` and a validation curve mixing both.
+        """
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+
     def train_step(self, batch) -> None:
+        self._new_step()
         self._set_training(True)
         self.opt.zero_grad(set_to_none=True)  # outside the compiled function: Dynamo will not trace it
         self._backward(*batch)
@@ -309,6 +334,7 @@ class TorchAdapter(Adapter):
         self._check_compiled()
 
     def infer_step(self, batch) -> None:
+        self._new_step()
         self._set_training(False)
         with torch.inference_mode():
             self._infer(batch[0])
@@ -321,6 +347,7 @@ class TorchAdapter(Adapter):
 
     def forward(self, batch) -> tuple[np.ndarray, float]:
         x, y = batch
+        self._new_step()
         self._set_training(False)
         with torch.inference_mode():
             logits = self._infer(x)  # the timed inference function itself
@@ -328,6 +355,7 @@ class TorchAdapter(Adapter):
         return logits.to(self.dtype).cpu().numpy(), float(loss)
 
     def gradients(self, batch) -> dict[str, np.ndarray]:
+        self._new_step()
         self._set_training(True, dropout=False)  # training mode, dropout off: the spec's gradient check
         self.model.zero_grad(set_to_none=True)
         self._backward(*batch)  # the train step's own (compiled) forward and backward
@@ -372,6 +400,15 @@ class TorchAdapter(Adapter):
         eager = ", eager between compiled graphs: Dynamo does not trace RNN modules" if self.compile else ""
         return f"torch.nn.{cls} ({kernel}){eager}"
 
+    def _cuda_graphs_setting(self) -> str:
+        """The manifest's `cuda_graphs` on a GPU: off, on, or on with some graphs left out by inductor."""
+        if not self.cuda_graphs:
+            return "off"
+        skipped = _cudagraph_skips()
+        how = f"CUDA graph trees, torch.compile(mode={self.compile_mode})"
+        return f"on ({how})" if not skipped else \
+            f"partly ({how}): {skipped} compiled graph(s) ran without them; the worker's log says why"
+
     def settings(self) -> dict[str, Any]:
         s: dict[str, Any] = {
             "versions": {"torch": torch.__version__},
@@ -407,6 +444,7 @@ class TorchAdapter(Adapter):
                 "cudnn.rnn": torch.backends.cudnn.rnn.fp32_precision,
             }
             s["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+            s["cuda_graphs"] = self._cuda_graphs_setting()
             s["allocator_preallocation"] = "caching allocator, grows on demand"
         # The shared key (docs/spec.md 5.8): may float32 matmuls and convolutions use TF32 here?
         s["fp32_math"] = "tf32" if "tf32" in s.get("fp32_precision", {}).values() else "ieee"

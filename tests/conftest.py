@@ -12,3 +12,12 @@ def validation_cache(tmp_path_factory, monkeypatch) -> Path:
     folder = tmp_path_factory.mktemp("xfbench-cache")
     monkeypatch.setenv("XFBENCH_CACHE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(autouse=True)
+def cpu_only_host(request, monkeypatch) -> None:
+    """Plans as on a host without a GPU (suite entries with `when = "gpu"` left out), also in subprocesses, so
+    that counts of planned cases are the same everywhere; tests/gpu keeps the real answer, and a test may say
+    otherwise with monkeypatch.setenv("XFBENCH_ASSUME_GPU", "1")."""
+    if request.path.parent.name != "gpu":
+        monkeypatch.setenv("XFBENCH_ASSUME_GPU", "0")

@@ -180,3 +180,13 @@ def test_settings_describe_the_case():
     assert s["compile_scope"] == "whole step, compiled"
     assert s["allocator_preallocation"] == "false" and "xla_flags" in s
     assert a.peak_device_memory_bytes() is None
+
+
+def test_command_buffers_are_read_from_xla_flags():
+    from xfbench.adapters.jax_adapter import command_buffers
+
+    assert command_buffers("") == "XLA default (on)"
+    assert command_buffers("--xla_dump_to=/tmp/x") == "XLA default (on)"
+    assert command_buffers("--xla_gpu_enable_command_buffer=") == "off (XLA_FLAGS: --xla_gpu_enable_command_buffer=)"
+    assert command_buffers("--xla_gpu_enable_command_buffer=FUSION --xla_gpu_enable_command_buffer=FUSION,CUBLAS") \
+        == "XLA_FLAGS: --xla_gpu_enable_command_buffer=FUSION,CUBLAS"  # the last one wins, as in XLA

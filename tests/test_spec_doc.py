@@ -148,7 +148,7 @@ def test_tolerances():
         constant = name(r["constant"])
         assert float(r["tolerance"]) == getattr(validate, constant), \
             f"{where(n)}; xfbench.harness.validate.{constant} = {getattr(validate, constant)}"
-    assert {name(r["constant"]) for _, r in rows} == {"FORWARD_TOL", "FP64_TOL", "CURVE_TOL"}
+    assert {name(r["constant"]) for _, r in rows} == {"FORWARD_TOL", "FP64_TOL", "CURVE_TOL", "TF32_FORWARD_TOL"}
 
 
 def test_schema_version():

@@ -118,6 +118,17 @@ def test_cuda_and_tf32_on_cpu_are_unsupported():
         TorchAdapter(device="cpu", precision="tf32", threads=1, seed=0)
 
 
+def test_cuda_graph_mode_is_unsupported_on_cpu_and_max_autotune_is_not():
+    from xfbench.harness.adapter import Unsupported, discover
+
+    info = discover()["torch-cudagraphs"]
+    assert info.options == {"compile": True, "compile_mode": "reduce-overhead"}
+    with pytest.raises(Unsupported, match="reduce-overhead.*CUDA graphs, which need CUDA"):
+        TorchAdapter(device="cpu", precision="fp32", threads=1, seed=0, **info.options)
+    tuned = TorchAdapter(device="cpu", precision="fp32", threads=1, seed=0, compile=True, compile_mode="max-autotune")
+    assert not tuned.cuda_graphs  # CUDA graphs only on a GPU; on a CPU max-autotune is autotuning alone
+
+
 def test_settings_describe_the_case():
     a, _ = adapter("lenet5")
     s = a.settings()

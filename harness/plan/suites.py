@@ -14,6 +14,9 @@
     memory_limit_gib = 8  # the worker's processes together; default: 90% of the memory available, less 1 GiB
     process_start = "exec"  # or "fork": CPU workers forked from one warm server per framework and round
     params = {}           optimizer_params = {}   measure = {min_samples = 10, ...}
+    when = "always"       # or "gpu": the entry applies only where the machine that plans the run has an NVIDIA
+                          # GPU (nvidia-smi lists one; XFBENCH_ASSUME_GPU=1/0 says so instead); elsewhere it is
+                          # left out silently: no case, no skipped record, no line of output
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from typing import Any
 from ..adapter import why_broken
 from ..case import DEVICES, MODES, PRECISIONS, PROCESS_STARTS, Case, Convergence, MeasureConfig
 from ..errors import XfbenchError
+from ..measure.host import has_nvidia_gpu
 from ..models import SpecError, build_spec
 from ..optimizers import build_optimizer
 from .memory import too_big
@@ -50,8 +54,9 @@ _ENTRY_KEYS: dict[str, Any] = {
     "models": [str], "modes": [str], "batch_sizes": [int], "frameworks": (str, [str]),
     "device": str, "precision": str, "threads": int, "processes": int, "optimizer": str,
     "case_timeout_s": (int, float), "params": dict, "optimizer_params": dict, "measure": dict,
-    "memory_limit_gib": (int, float), "process_start": str, "convergence": dict,
+    "memory_limit_gib": (int, float), "process_start": str, "convergence": dict, "when": str,
 }
+WHENS = ("always", "gpu")  # an entry's `when`: on every host, or only on one with an NVIDIA GPU
 MAX_PROCESSES = 100  # repetitions of one case
 MAX_CASES = 100_000  # a suite that expands to more is a typo, not a plan
 MAX_SUITE_CHARS = 1_000_000  # the largest suite here is ~2 kB; a 50 MB list would take a minute to refuse
@@ -60,7 +65,7 @@ _ENTRY_DEFAULTS: dict[str, Any] = {
     "modes": ["train", "infer"], "batch_sizes": [32], "frameworks": "all", "device": "cpu",
     "precision": "fp32", "threads": 0, "processes": 1, "optimizer": "sgd", "case_timeout_s": 600.0,
     "params": {}, "optimizer_params": {}, "measure": {}, "memory_limit_gib": None, "process_start": "exec",
-    "convergence": None,
+    "convergence": None, "when": "always",
 }
 
 
@@ -138,7 +143,7 @@ def _check_entry(where: str, entry: dict[str, Any], frameworks: dict[str, Any]) 
     if entry.get("convergence") is not None:
         _convergence(where, entry["convergence"])
     for key, allowed in (("modes", MODES), ("device", DEVICES), ("precision", PRECISIONS),
-                         ("process_start", PROCESS_STARTS)):
+                         ("process_start", PROCESS_STARTS), ("when", WHENS)):
         for v in entry.get(key, []) if key == "modes" else [entry.get(key)] if key in entry else []:
             if v not in allowed:
                 raise SuiteError(f"{where}: {key} value {v!r} is not one of {', '.join(allowed)}")
@@ -269,6 +274,8 @@ def expand(suite: Suite, frameworks: dict[str, Any], over: Overrides = Overrides
     rounds: dict[int, list[Case]] = {}
     seen_models: set[str] = set()
     for entry in suite.entries:
+        if entry["when"] == "gpu" and not has_nvidia_gpu():
+            continue  # a GPU-only entry on a host without one: left out, silently
         models = [m for m in entry["models"] if over.models is None or m in over.models]
         seen_models.update(models)
         modes = [m for m in entry["modes"] if over.modes is None or m in over.modes]

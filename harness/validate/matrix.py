@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..adapter import AdapterInfo
-from ..equivalence import CURVE_TOL, FORWARD_TOL, FP64_TOL, metric, pair_error, pair_norm_error
+from ..equivalence import CURVE_TOL, FORWARD_TOL, FP64_TOL, TF32_FORWARD_TOL, metric, pair_error, pair_norm_error
 from ..errors import XfbenchError
 from ..measure.process import module_command, run_isolated, tail
 from ..models import MODELS, TINY_SIZES, build_spec
@@ -26,6 +26,10 @@ from ..weights import init_weights, load_npz, make_inputs, save_npz
 
 CURVE_STEPS = 20
 CURVE_BATCHES = 4  # the curve's steps cycle through this many fixed batches
+FORWARD_CHECKS = ("logits", "loss")  # float32, every adapter against every other
+# `--device cuda` only: the float32 forward under TF32, of each adapter that offers it, against the reference's
+# float32 forward (the reference runs on the CPU); docs/spec.md section 6.2
+TF32_CHECKS = ("tf32.logits", "tf32.loss")
 
 
 class ValidateError(XfbenchError, ValueError):
@@ -36,7 +40,7 @@ class ValidateError(XfbenchError, ValueError):
 class Check:
     model: str
     framework: str
-    check: str  # "logits", "loss", "grad", "step.<optimizer>", "curve.<optimizer>", "run"
+    check: str  # "logits", "loss", "tf32.logits", "tf32.loss", "grad", "step.<optimizer>", "curve.<optimizer>", "run"
     error: float | None  # largest error against any other framework; None: the worker failed
     tolerance: float
     against: tuple[str, ...] = ()
@@ -82,7 +86,7 @@ class Validation:
                                "against": ", ".join(refs or against)}
         if bad:
             out["failed_check"] = describe_failure(bad[0])
-        if mine and all(c.check in ("logits", "loss") for c in mine):
+        if mine and all(c.check in FORWARD_CHECKS + TF32_CHECKS for c in mine):
             out["scope"] = FORWARD_ONLY
         return out
 
@@ -136,7 +140,7 @@ def run_worker(info: AdapterInfo, job: dict[str, Any], workdir: Path, timeout_s:
     path = workdir.absolute() / f"job-{adapter}.json"  # the worker runs in another directory
     path.write_text(json.dumps({**job, "adapter": adapter, "info": asdict(info)}))
     log = workdir / f"{adapter}.log"
-    code = run_isolated(module_command("xfbench.harness.validate.worker", path), log, timeout_s)
+    code = run_isolated(module_command("xfbench.harness.validate.worker", path, python=info.python), log, timeout_s)
     if code is None:
         return f"worker passed {timeout_s:g} s"
     if code:
@@ -175,7 +179,9 @@ def _compare(model: str, folder: Path, frameworks: list[str], optimizers: list[s
             errors[fw] = status.get("error") or worker_errors.get(fw) or "the worker wrote no results"
         else:
             data[fw] = files.enter_context(np.load(folder / f"{fw}.npz", allow_pickle=False))
-    names: list[tuple[str, float]] = [("logits", FORWARD_TOL), ("loss", FORWARD_TOL)]
+    names: list[tuple[str, float]] = [(c, FORWARD_TOL) for c in FORWARD_CHECKS]
+    if any(TF32_CHECKS[0] in d for d in data.values()):
+        names += [(c, TF32_FORWARD_TOL) for c in TF32_CHECKS]
     trainable = [fw for fw in frameworks if not registry[fw].reference and fw in data and not _inference_only(folder, fw)]
     if any(f"grad.{next(iter(weights))}" in d for d in data.values()):
         names += [("grad", FP64_TOL)] + [(f"step.{o}", FP64_TOL) for o in optimizers]
@@ -185,15 +191,18 @@ def _compare(model: str, folder: Path, frameworks: list[str], optimizers: list[s
         if reference_only and not (registry[a].reference or registry[b].reference):
             continue
         for check, _ in names:
+            if check in TF32_CHECKS:
+                continue  # below: against the reference only
             err = _pair_check(check, data[a], data[b], weights)
             if err is None:
                 continue
             for me, other in ((a, b), (b, a)):
                 e, against = worst.get((me, check), (0.0, set()))
                 worst[(me, check)] = (max(e, err), against | {other})
+    _tf32_against_reference(data, [fw for fw in data if registry[fw].reference], worst)
     out: list[Check] = []
     for fw in frameworks:
-        applies = [(c, t) for c, t in names if c in ("logits", "loss") or fw in trainable]
+        applies = [(c, t) for c, t in names if c in FORWARD_CHECKS + TF32_CHECKS or fw in trainable]
         if fw in errors:
             out.append(Check(model, fw, "run", None, 0.0, reason=errors[fw]))
             continue
@@ -204,6 +213,22 @@ def _compare(model: str, folder: Path, frameworks: list[str], optimizers: list[s
     curves = {(model, k.removeprefix("curve."), fw): d[k] for fw, d in data.items() for k in d.files
               if k.startswith("curve.")}
     return out, curves
+
+
+def _tf32_against_reference(data: dict[str, Any], references: list[str],
+                            worst: dict[tuple[str, str], tuple[float, set[str]]]) -> None:
+    """Each adapter's TF32 forward against each reference's float32 one, into `worst` (the TF32 checks' errors).
+
+    Not adapter against adapter: two TF32 forwards each carry their own rounding, and the question is how far
+    TF32 moves a framework from the exact float32 answer.
+    """
+    for fw, d in data.items():
+        for check in TF32_CHECKS:
+            for ref in references:
+                if check in d and ref != fw and check.removeprefix("tf32.") in data[ref]:
+                    err = pair_error(d[check], data[ref][check.removeprefix("tf32.")])
+                    e, against = worst.get((fw, check), (0.0, set()))
+                    worst[(fw, check)] = (max(e, err), against | {ref})
 
 
 def _pair_check(check: str, a: dict, b: dict, w0: dict) -> float | None:
@@ -224,7 +249,11 @@ def validate(*, registry: dict[str, AdapterInfo], models: list[str] | None = Non
              model_params: dict[str, dict[str, Any]] | None = None, batch_size: int = 2, seed: int = 0,
              curve_steps: int = CURVE_STEPS, threads: int = 1, timeout_s: float = 3600.0,
              device: str = "cpu") -> Validation:
-    """Run the validation matrix; `checks="forward"` runs only the float32 forward check."""
+    """Run the validation matrix; `checks="forward"` runs only the float32 forward check.
+
+    With `device="cuda"`, each adapter that offers `tf32` also gives its forward under TF32, checked against the
+    reference's float32 forward with the looser TF32_FORWARD_TOL (the float32 checks stay IEEE: TF32 off).
+    """
     models = models or [m for m in MODELS]
     frameworks = with_reference(frameworks or default_frameworks(registry), registry)
     optimizers = optimizers or list(OPTIMIZERS)

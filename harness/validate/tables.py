@@ -7,14 +7,14 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from ..equivalence import FORWARD_TOL, FP64_TOL, pair_error
+from ..equivalence import FORWARD_TOL, FP64_TOL, TF32_FORWARD_TOL, pair_error
 from ..optimizers import OPTIMIZERS
-from .matrix import Validation
+from .matrix import TF32_CHECKS, Validation
 
 CURVE_COLUMNS = (1, 5, 10, 20)  # steps shown in the loss-curve table (1-based)
 WIDTH = 160  # characters: the matrix is wide; a pipe's default of 80 would cut every cell
 _SHORT = {"momentum": "mom.", "adagrad": "adagr.", "adadelta": "adadel.", "rmsprop": "rmsp.",
-          "curve.sgd": "curve sgd", "curve.adam": "curve adam"}
+          "curve.sgd": "curve sgd", "curve.adam": "curve adam", "tf32.logits": "logits tf32", "tf32.loss": "loss tf32"}
 
 
 def _exp(x: float) -> str:
@@ -23,7 +23,7 @@ def _exp(x: float) -> str:
 
 
 def _columns(result: Validation) -> list[str]:
-    order = ["logits", "loss", "grad"]
+    order = ["logits", "loss", *TF32_CHECKS, "grad"]
     found = {c.check for c in result.checks} - {"run"}
     steps = [c for c in found if c.startswith("step.")]
     curves = [c for c in found if c.startswith("curve.")]
@@ -37,10 +37,12 @@ def _optimizer_order(check: str) -> int:
 def matrix_table(result: Validation) -> Table:
     """model x framework rows, one column per check: the largest error against any other framework."""
     cols = _columns(result)
+    tf32 = (f"; logits, loss tf32 <= {_exp(TF32_FORWARD_TOL)} max-abs-relative (float32 with TF32 matmuls and "
+            "convolutions on the GPU, against the reference's float32)") if set(TF32_CHECKS) & set(cols) else ""
     t = Table(title="bench validate: largest error against every other framework",
               caption=f"pass: logits, loss <= {_exp(FORWARD_TOL)} max-abs-relative (float32); grad, curves <= "
                       f"{_exp(FP64_TOL)} max-abs-relative, 3-step updates <= {_exp(FP64_TOL)} norm-relative per tensor "
-                      "(float64)")
+                      f"(float64){tf32}")
     t.add_column("model")
     t.add_column("framework")
     for c in cols:

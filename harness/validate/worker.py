@@ -6,7 +6,8 @@ JOB names the adapter, the check set ("forward" or "full"), the optimizers, the 
 the threads, and per model a directory holding `weights.npz` and `inputs.npz` (written by the parent).
 The worker writes `<adapter>.npz` into each model's directory (docs/spec.md section 6 names: `logits`, `loss`,
 `grad.<name>`, `step.<optimizer>.<name>`, and `curve.<optimizer>`, the loss before each of the curve
-steps) and `<adapter>.json`: {"error": message or null, "parameters": count}.
+steps; on cuda also `tf32.logits` and `tf32.loss`, the forward under TF32, where the adapter offers it) and
+`<adapter>.json`: {"error": message or null, "parameters": count}.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, che
     emit("loss", loss)
     del fp32
     gc.collect()
+    if device == "cuda":
+        _tf32_forward(cls, info, spec, weights, inputs, threads, seed, emit)
     if checks == "forward" or info.reference:
         return None
     for i, name in enumerate(optimizers):
@@ -90,6 +93,23 @@ def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, che
         del a, batches, batch
         gc.collect()
     return None
+
+
+def _tf32_forward(cls: type, info: Any, spec: Any, weights: dict, inputs: dict, threads: int, seed: int,
+                  emit: Callable[[str, Any], None]) -> None:
+    """The float32 forward again with TF32 allowed (precision "tf32"), where the adapter offers it on cuda."""
+    from ..adapter import Unsupported
+
+    try:
+        a = _adapter(cls, info, spec, None, "tf32", threads, seed, "cuda")
+    except Unsupported:
+        return  # no TF32 mode: its column stays empty
+    a.load_weights(weights)
+    logits, loss = a.forward(a.put_batch(inputs["x"], inputs["y"]))
+    emit("tf32.logits", logits)
+    emit("tf32.loss", loss)
+    del a
+    gc.collect()
 
 
 class NpzWriter:
