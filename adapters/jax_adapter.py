@@ -9,6 +9,7 @@ import collections
 import importlib.metadata as md
 import itertools
 import os
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
 
@@ -245,6 +246,46 @@ def _configure_xla(device: str) -> None:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if device == "cpu" and not _backend_started():
         jax.config.update("jax_platforms", "cpu")  # a CPU case never starts a GPU runtime
+
+
+def command_buffers(xla_flags: str) -> str:
+    """XLA:GPU's command buffers (CUDA graphs of a jitted step's kernels) as XLA_FLAGS leaves them.
+
+    XLA turns them on by default (fusions, cuBLAS, cuDNN and custom calls, in graphs of at least 5 ops;
+    loops are not captured); `--xla_gpu_enable_command_buffer=` (empty) turns them off, a list picks the kinds.
+    """
+    found = re.findall(r"--xla_gpu_enable_command_buffer=(\S*)", xla_flags)
+    if not found:
+        return "XLA default (on)"
+    return f"off (XLA_FLAGS: --xla_gpu_enable_command_buffer={found[-1]})" if found[-1] in ("", "''", '""') else \
+        f"XLA_FLAGS: --xla_gpu_enable_command_buffer={found[-1]}"
+
+
+def cuda_versions(client: Any) -> dict[str, str]:
+    """The GPU backend's CUDA and cuDNN for the manifest's `versions`; each absent where unknown.
+
+    jax has no public API for them (jax-ml/jax#32729): CUDA is the client's `cuda_version` where this jaxlib
+    has it, else the "cuda NNNNN" in its `platform_version`; beside the CUDA plugin's version, cuDNN is the
+    version of the nvidia-cudnn wheel that `jax[cudaNN]` installs (none with `jax[cudaNN_local]`).
+    """
+    out: dict[str, str] = {}
+    number = getattr(client, "cuda_version", None)
+    if not isinstance(number, int):
+        found = re.search(r"cuda (\d+)", str(getattr(client, "platform_version", "")))
+        number = int(found.group(1)) if found else None
+    if number:
+        out["cuda"] = f"{number // 1000}.{number % 1000 // 10}"  # 12080 -> "12.8", as torch.version.cuda
+    for major in [number // 1000] if number else [13, 12]:
+        try:
+            out[f"jax-cuda{major}-plugin"] = md.version(f"jax-cuda{major}-plugin")
+        except md.PackageNotFoundError:
+            continue
+        try:
+            out["cudnn"] = md.version(f"nvidia-cudnn-cu{major}")
+        except md.PackageNotFoundError:
+            pass
+        break
+    return out
 
 
 def _done(fn: Callable[..., Any], *args: Any) -> Future:
@@ -494,4 +535,6 @@ class JaxAdapter(Adapter):
         if self.dev.platform == "gpu":
             s["gpu"] = self.dev.device_kind
             s["versions"]["gpu_runtime"] = self.dev.client.platform_version  # CUDA / cuDNN as XLA sees them
+            s["versions"].update(cuda_versions(self.dev.client))  # cuda, cudnn: the keys torch and TensorFlow report
+            s["command_buffers"] = command_buffers(os.environ.get("XLA_FLAGS", ""))  # docs/gpu.md
         return s

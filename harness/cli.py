@@ -442,33 +442,51 @@ def new_adapter(name: str, base: str, parent: Path) -> None:
 def _frameworks_table(check: bool) -> tuple[Table, bool]:
     """The registered adapters; with `check`, whether each one's class loads (in a worker), instead of versions
     and summaries, so that a whole reason fits beside it. Also whether any adapter is broken or fails."""
+    from .measure.host import has_nvidia_gpu
+
+    gpu = has_nvidia_gpu()  # nothing about CUDA on a host without an NVIDIA GPU
     t = Table(box=None)
     t.add_column("adapter", no_wrap=True)  # names are what the user types: never cut
     t.add_column("framework", no_wrap=True)
-    for col in ("installed", "check") if check else ("installed", "versions", "about"):
+    cols = ("installed", "check") if check else ("installed", "versions", "about")
+    for col in cols[:1] + (("cuda",) if gpu else ()) + cols[1:]:
         t.add_column(col, overflow="fold")  # a reason wraps, never cut: it says what to fix
     working, broken = discover_all()
     checked: dict[str, str | None] = {}
+    cuda: dict[str, str | None] = {}
     if check:
-        from .resolve import check_targets
+        from .resolve import check_cuda, check_targets
 
         checked = check_targets({n: info for n, info in working.items() if not info.missing()})
+        if gpu:  # a tiny CUDA case in each adapter whose class loads: the proof that the install sees the GPU
+            cuda = check_cuda({n: info for n, info in working.items()
+                               if not info.missing() and n in checked and checked[n] is None and not info.reference})
     for name, info in working.items():
         missing = info.missing()
         cells = [name, info.framework, "yes" if not missing else f"no ({', '.join(missing)} missing)"]
+        if gpu:
+            static = None if missing else info.cpu_only()
+            cells.append("-" if missing else (cuda[name] or "ok") if name in cuda
+                         else f"cpu only: {static}" if static else "yes")
         if check:
             cells.append("-" if name not in checked else checked[name] or "ok")
         else:
             cells += [", ".join(f"{k} {v}" for k, v in info.versions().items()) or "-", info.summary]
         t.add_row(*map(escape, cells))  # a plugin's names and summary are text, not markup
     for name, why in broken.items():  # listed, never fatal: only a suite that names it fails
-        t.add_row(*map(escape, [name, "?", "broken", why] if check else [name, "?", f"broken: {why}", "-", ""]))
-    return t, check and (bool(broken) or any(why is not None for why in checked.values()))
+        cells = [name, "?", "broken", why] if check else [name, "?", f"broken: {why}", "-", ""]
+        t.add_row(*map(escape, cells[:3] + (["-"] if gpu else []) + cells[3:]))
+    failed_cuda = any(why is not None and not why.startswith("cpu only") for why in cuda.values())
+    return t, check and (bool(broken) or any(why is not None for why in checked.values()) or failed_cuda)
 
 
-@main.command()
-def env() -> None:
-    """Show the host and the frameworks this machine can run."""
+@main.group(invoke_without_command=True)
+@click.pass_context
+def env(ctx: click.Context) -> None:
+    """Show the host and the frameworks this machine can run; `bench env create|list|check|remove` manage
+    framework environments (a framework in an interpreter of its own: docs/gpu.md, docs/spec.md 5.13)."""
+    if ctx.invoked_subcommand is not None:
+        return
     for k, v in host_info().items():
         console.print(escape(f"{k:16s} {v}"), soft_wrap=True)
     working, broken = discover_all()
@@ -478,6 +496,81 @@ def env() -> None:
         console.print(escape(f"{'adapter ' + name:16s} {state}"), soft_wrap=True)
     for name, why in broken.items():
         console.print(escape(f"{'adapter ' + name:16s} broken: {why}"), soft_wrap=True)
+
+
+@env.command("create")
+@click.argument("name")
+@click.argument("packages", nargs=-1)
+@click.option("--default-for", "default_for", default="",
+              help="Comma-separated adapters this environment runs instead of bench's own interpreter, e.g. "
+                   "tensorflow,keras-tensorflow (else only as ADAPTER@NAME).")
+@click.option("--python", "python", help="The interpreter to make the venv with (default: the one running bench).")
+@click.option("--index-url", help="pip's --index-url, e.g. a PyTorch wheel index for a CUDA build.")
+@click.option("--extra-index-url", multiple=True, help="pip's --extra-index-url (repeatable).")
+@click.option("--force", is_flag=True, help="Make it again if it exists.")
+def env_create(name: str, packages: tuple[str, ...], default_for: str, python: str | None, index_url: str | None,
+               extra_index_url: tuple[str, ...], force: bool) -> None:
+    """Make framework environment NAME: a venv with PACKAGES and xfbench, one `pip install`.
+
+    Its adapters run as ADAPTER@NAME (e.g. `bench env create torch-2-12 torch==2.12.0`, then
+    `bench run smoke --frameworks torch,torch@torch-2-12`).
+    """
+    from . import envs
+
+    pip_args = [*(["--index-url", index_url] if index_url else []),
+                *(a for url in extra_index_url for a in ("--extra-index-url", url))]
+    t0 = time.perf_counter()
+    made = envs.create(name, list(packages), default_for=_names(default_for), python=python, pip_args=pip_args,
+                       force=force, echo=lambda s: err_console.print(escape(s), soft_wrap=True))
+    offered = ", ".join(f"{a}@{name}" for a in sorted(made.adapters())) or "no adapter"
+    console.print(escape(f"made {name} in {time.perf_counter() - t0:.0f} s ({made.path}): {offered}; "
+                         + ", ".join(f"{k} {v}" for k, v in made.versions().items())), soft_wrap=True)
+
+
+@env.command("list")
+def env_list() -> None:
+    """The framework environments: their adapters, versions and what they are the default for."""
+    from . import envs
+
+    t = Table(box=None)
+    for col in ("environment", "python", "adapters", "default for", "versions", "packages"):
+        t.add_column(col, overflow="fold")
+    made = envs.environments()
+    for e in made.values():
+        t.add_row(*map(escape, [e.name, e.probe.get("python", "?"), ", ".join(sorted(e.adapters())) or "-",
+                                ", ".join(e.default_for) or "-", ", ".join(f"{k} {v}" for k, v in e.versions().items()),
+                                " ".join(e.packages)]))
+    for name in envs.unfinished():
+        t.add_row(escape(name), "-", "-", "-", "-", escape(f"unfinished: bench env create {name} --force ..."))
+    if not made and not envs.unfinished():
+        console.print(escape(f"no framework environments in {envs.envs_dir()}; every adapter runs with "
+                             f"{sys.executable} (make one: bench env create NAME PACKAGE...)"), soft_wrap=True)
+        return
+    console.print(t)
+
+
+@env.command("check")
+@click.argument("name")
+def env_check(name: str) -> None:
+    """Ask environment NAME again what it offers (after installing into it by hand)."""
+    from . import envs
+
+    e = envs.check(name)
+    console.print(escape(f"{name}: " + (", ".join(f"{a}@{name}" for a in sorted(e.adapters())) or "no adapter")
+                         + "; " + ", ".join(f"{k} {v}" for k, v in e.versions().items())), soft_wrap=True)
+
+
+@env.command("remove")
+@click.argument("name")
+def env_remove(name: str) -> None:
+    """Delete environment NAME (its folder)."""
+    from . import envs
+
+    console.print(escape(f"removed {envs.remove(name)}"), soft_wrap=True)
+
+
+def _names(csv: str) -> list[str]:
+    return [n.strip() for n in csv.split(",") if n.strip()]
 
 
 @main.command()

@@ -1,6 +1,7 @@
 """Host metadata for run.json: what machine, what software, which commit."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from .gpu_metrics import driver_versions
 
 
 def _cpu_model() -> str:
@@ -76,6 +78,26 @@ def _gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+ASSUME_GPU_ENV = "XFBENCH_ASSUME_GPU"  # "1" or "0": say whether this host has an NVIDIA GPU instead of asking
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether this host has an NVIDIA GPU: nvidia-smi lists one (asked once per process), no framework imported.
+
+    `XFBENCH_ASSUME_GPU=1` or `=0` answers instead (tests; a host whose nvidia-smi is broken); other values
+    are ignored. Suite entries with `when = "gpu"` apply only where this is true (`xfbench.harness.plan.suites`).
+    """
+    forced = os.environ.get(ASSUME_GPU_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return bool(_listed_gpus())
+
+
+@functools.lru_cache(maxsize=1)
+def _listed_gpus() -> tuple[str, ...]:
+    return tuple(_gpus())
+
+
 def git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
@@ -90,13 +112,16 @@ def git_commit() -> str | None:
 
 
 def host_info() -> dict:
+    gpus = _gpus()
     return {
         "hostname": platform.node(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpus_available": len(os.sched_getaffinity(0)),
         "memory_bytes": host_memory_bytes(),
-        "gpus": _gpus(),
+        "gpus": gpus,
+        # "gpu_driver", "cuda_driver" from NVML, where a GPU is listed and NVML answers (none on a CPU host)
+        **(driver_versions() if gpus else {}),
         "os": platform.platform(),
         "python": sys.version.split()[0],
         "harness_version": __version__,

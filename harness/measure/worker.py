@@ -18,10 +18,12 @@ from typing import Any, Callable
 # These import the standard library only: the thread caps must be in place before numpy, scipy or
 # a framework loads its thread pools, so everything else is imported after `pin_threads`.
 from ..case import Case
+from ..envs import describe as environment, split
 from ..records import Metrics, Record
 from ..results import write_json_atomic
 from .contention import ContentionMeter, contention_warnings
 from .gpu_contention import gpu_busy_warning, other_gpu_processes
+from .gpu_metrics import GpuSampler
 from .process import die_with_parent, pin_threads
 
 # Stability warnings (docs/spec.md section 5.7).
@@ -155,7 +157,7 @@ def prepare(framework: str, threads: int, device: str) -> Prepared:
     cpus = pin_threads(threads, pin=device == "cpu")
     env = {k: os.environ.get(k) for k in MANIFEST_ENV}
     from ..adapter import discover
-    info = discover()[framework]
+    info = discover()[split(framework)[0]]  # in an environment (xfbench.harness.envs) its own name
     t0 = time.perf_counter()
     adapter_cls = info.load()  # the framework is imported here, after the thread caps
     adapter_cls.preload()
@@ -174,6 +176,7 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
     `prepared`: this process was forked from a server that already ran `prepare` (process_start "fork").
     """
     started = time.time()
+    gpu = None
     try:
         prep = prepared or prepare(case.framework, case.threads, case.device)
         cpus, info = prep.cpus, prep.info
@@ -205,14 +208,18 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
         meter = CpuMeter(contention or timer)
         memory = PeakMemory(adapter)
         gpu_seen: list = []  # other processes on the GPU as the timed samples start and end (gpu_contention)
+        # GPU utilisation and the worker's GPU memory from NVML over the timed samples (gpu_metrics)
+        gpu = GpuSampler() if case.device == "cuda" else None
 
         def end_setup() -> None:
             memory.end_setup()
             if case.device == "cuda":
                 gpu_seen.extend(other_gpu_processes(0, holding_context=True) or [])
 
-        m = measure(meter, case.measure, steady=end_setup,
+        m = measure(meter, case.measure, steady=end_setup, sampling=gpu.start if gpu else None,
                     contention=contention.sample_share if contention else None)
+        if gpu:
+            gpu.stop()
         if case.device == "cuda":
             gpu_seen.extend(other_gpu_processes(0, holding_context=True) or [])
         metrics, warnings = metrics_for(case, spec, m, meter.share, contention.kept_share(
@@ -220,8 +227,11 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
         gpu_warning = gpu_busy_warning(gpu_seen)
         if gpu_warning:
             warnings.insert(0, gpu_warning)
-        metrics.update(setup_s=setup_s, import_s=prep.import_s, parameters=spec.parameter_count(), **memory.finish())
+        metrics.update(setup_s=setup_s, import_s=prep.import_s, parameters=spec.parameter_count(), **memory.finish(),
+                       **(gpu.finish() if gpu else {}))
         manifest = _manifest(case, prep, adapter, forked=prepared is not None)
+        if gpu and gpu.device:
+            manifest["gpu_device"] = gpu.device  # which GPU, driver and CUDA driver, as NVML names them
         return Record.of(case, "ok", None, started, time.time(), metrics=Metrics.from_json(metrics),
                          samples_s=tuple(m.samples_s), warnings=tuple(warnings), manifest=manifest)
     except Exception as e:
@@ -235,6 +245,9 @@ def run_case(case: Case, prepared: Prepared | None = None) -> Record:
         if is_out_of_memory(e):  # e.g. a GPU OOM at this batch size; a smaller one may still fit
             reason = f"out of memory ({case.device}, batch size {case.batch_size}): {reason}"
         return Record.of(case, "failed", reason, started, time.time())
+    finally:
+        if gpu:
+            gpu.close()
 
 
 def _manifest(case: Case, prep: Prepared, adapter: Any, forked: bool) -> dict[str, Any]:
@@ -245,6 +258,7 @@ def _manifest(case: Case, prep: Prepared, adapter: Any, forked: bool) -> dict[st
         "cpu_pinning": f"pinned to {len(cpus)} CPUs" if case.device == "cpu" else
                        f"not pinned: a {case.device} case keeps all {len(cpus)} CPUs for the host threads",
         "env": prep.env,
+        "environment": environment(),  # which interpreter: bench's own ("main") or a framework environment's
         # "fork": forked from a server that imported the framework once for the round (import_s is its import)
         "process_start": "fork" if forked else "exec",
         **adapter.settings(),

@@ -20,7 +20,7 @@ from . import plots
 from .backends import keras_backends_section
 from .convergence import convergence_section
 from .glance import GLANCE_CAPTION, GLANCE_FILE, at_a_glance
-from .hosts import by_host_section, describe, hardware, host_labels, hosts_seen
+from .hosts import by_host_section, describe, gpu_line, hardware, host_labels, hosts_seen
 from .model import Config, Group, Report, Section, group_key
 from .roofline import roofline_section, with_share_of_peak
 from .verdict import CONTENDED_PREFIX, verdict, vs_fastest
@@ -80,8 +80,14 @@ FAIRNESS: dict[str, tuple[str, Callable[[Group], bool]]] = {
     "matmul_precision": ("jax: the default matmul precision", _on_gpu),
     "tensor_float_32": ("TensorFlow: the TF32 switch", _on_gpu),
     "cudnn_benchmark": ("torch: cuDNN autotuning of convolution algorithms", _on_gpu),
+    "cuda_graphs": ("torch: a step's kernels replayed as CUDA graphs, one launch instead of one per kernel", _on_gpu),
+    "command_buffers": ("jax: XLA:GPU replays runs of a step's kernels as CUDA graphs (command buffers)", _on_gpu),
 }
 UNSTABLE_PREFIXES = ("unstable", "too few samples")
+GPU_METHOD = (" On a GPU, with NVML: GPU busy is the share of the timed samples in which a kernel ran (the mean of "
+              "the driver's utilisation samples, over processes); NVML memory is the worker's GPU memory as the driver "
+              "counts it (CUDA context, library handles and the allocator's cache included, beside step memory's "
+              "tensors), the largest reading of the timed samples and the case's end.")
 CPU_CAP_PREFIXES = ("thread cap exceeded", "cores idle")
 
 
@@ -117,6 +123,7 @@ def _config(recs: list[Record], spread: float | None = None) -> Config:
             setup.append(float(setup_v))
     fps = recs[0].metrics.flops_per_sample
     cpu = [r.metrics.cpu_utilisation for r in recs if r.metrics.cpu_utilisation is not None]
+    gpu_busy = [r.metrics.gpu_utilisation for r in recs if r.metrics.gpu_utilisation is not None]
     return Config(
         config_id=recs[0].config_id, framework=case.framework, batch_size=case.batch_size, times_s=times,
         summary=s, first_step_s=tuple(float(r.metrics.first_step_s) for r in recs), memory_bytes=tuple(step),
@@ -125,7 +132,10 @@ def _config(recs: list[Record], spread: float | None = None) -> Config:
         cpu_utilisation=sum(cpu) / len(cpu) if cpu else None, processes=len(recs),
         warnings=tuple(dict.fromkeys(w for r in recs for w in r.warnings)),
         validated=next((_validated(r) for r in recs if _validated(r) != "not validated"), "not validated"),
-        manifest=recs[0].manifest, median_floor=floor)
+        manifest=recs[0].manifest, median_floor=floor,
+        gpu_utilisation=sum(gpu_busy) / len(gpu_busy) if gpu_busy else None,
+        nvml_memory_bytes=tuple(float(r.metrics.nvml_used_memory_bytes) for r in recs
+                                if r.metrics.nvml_used_memory_bytes is not None))
 
 
 def run_spreads(records: list[Record], run_host: dict[str, Any] | None = None) -> dict[str, float]:
@@ -171,8 +181,16 @@ def _bytes(b: float) -> str:
     return f"{b / 2**30:.2f} GiB" if b >= 2**30 else f"{b / 2**20:,.0f} MiB"
 
 
+def _gpu_columns(group: Group) -> tuple[bool, bool]:
+    """Whether the table shows "GPU busy" and "NVML memory": a GPU comparison whose records have them (NVML)."""
+    on_gpu = group.device != "cpu"
+    return (on_gpu and any(c.gpu_utilisation is not None for c in group.configs),
+            on_gpu and any(c.nvml_memory_bytes for c in group.configs))
+
+
 def group_table(group: Group) -> pd.DataFrame:
     rows = []
+    busy, nvml = _gpu_columns(group)
     for c in group.configs:
         rel, verdict = vs_fastest(group, c)
         rows.append({
@@ -182,8 +200,10 @@ def group_table(group: Group) -> pd.DataFrame:
             "set-up memory": _bytes(max(c.setup_memory_bytes)) if c.setup_memory_bytes else "-",
             "step memory": (_bytes(max(c.memory_bytes)) + (" (whole run)" if c.memory_whole_run else ""))
                            if c.memory_bytes else "-",
+            **({"NVML memory": _bytes(max(c.nvml_memory_bytes)) if c.nvml_memory_bytes else "-"} if nvml else {}),
             "GFLOP/s": f"{c.flops_per_s / 1e9:,.2f}" if c.flops_per_s else "-",
             "CPU busy": f"{c.cpu_utilisation:.2f}" if c.cpu_utilisation is not None else "-",
+            **({"GPU busy": f"{c.gpu_utilisation:.0%}" if c.gpu_utilisation is not None else "-"} if busy else {}),
             "samples": f"{c.summary.n}" + (f" ({c.processes} proc.)" if c.processes > 1 else " (1 proc.)")
                        + (" ⚠" if c.warnings else ""),
             "validated": c.validated})
@@ -283,6 +303,14 @@ def _adapter_package(manifest: dict[str, Any]) -> str:
     return f"adapter {p['package']} {p.get('version') or '?'}{src}"
 
 
+def _environment(manifest: dict[str, Any]) -> str:
+    """`environment torch-2-12 (Python 3.11.7)` for a framework environment's worker; "" for bench's own."""
+    e = manifest.get("environment")
+    if not isinstance(e, dict) or e.get("name") in (None, "main"):
+        return ""
+    return f"environment {e['name']} (Python {e.get('python') or '?'})"
+
+
 def _frameworks(records: list[Record]) -> pd.DataFrame:
     """One row per adapter: versions, and what ran (compile scope, recurrent kernel) as its records say."""
     rows: dict[str, dict[str, Any]] = {}
@@ -293,7 +321,7 @@ def _frameworks(records: list[Record]) -> pd.DataFrame:
         if not row["versions"]:
             v = r.manifest.get("versions", {})
             row["versions"] = " · ".join(x for x in (", ".join(f"{k} {x}" for k, x in v.items() if x),
-                                                      _adapter_package(r.manifest)) if x) or "-"
+                                                      _adapter_package(r.manifest), _environment(r.manifest)) if x) or "-"
         m = _flat_manifest_source(r.manifest)
         for key, column in (("compile_scope", "scope"), ("recurrent_impl", "recurrent")):
             if m.get(key):
@@ -323,6 +351,9 @@ def build_report(run: RunDir) -> Report:
              + (f", GPUs: {'; '.join(host['gpus'])}" if host.get("gpus") else ", no GPU")
              + f"; {host.get('os', '?')}; Python {host.get('python', '?')}; xfbench {host.get('harness_version', '?')}"
              + (f" ({host['git_commit'][:12]})" if host.get("git_commit") else "") + "."]
+    gpu = gpu_line(records, host)  # a run on a GPU: which one, its driver, and each framework's CUDA and cuDNN
+    if gpu:
+        intro.append(gpu)
     if len(hosts) > 1:  # a run on a cluster: say which machines measured it
         intro.append(f"The records come from {len(hosts)} hosts: " + "; ".join(describe(h, m) for h, m in hosts.items())
                      + ". Frameworks are compared only on the same host"
@@ -361,7 +392,7 @@ def build_report(run: RunDir) -> Report:
                 "on a GPU, the worker's resident memory on CPU (the framework runtime included); \"(whole run)\" "
                 "marks a record without a step figure. GFLOP/s is analytic FLOPs per sample "
                 "times samples/s. validated is the `bench validate` result for the case, if any. ⚠: see "
-                "Warnings."),
+                "Warnings.") + (GPU_METHOD if any(any(_gpu_columns(g)) for g in groups) else ""),
         sections=sections, startup_plot=plots.startup_path(groups), warnings=warning_lists(groups),
         not_measured=not_measured_tables(all_records, host), notes=notes, groups=groups,
         glance=at_a_glance(groups, records, host) if records else None,
