@@ -50,10 +50,7 @@ def compute(*, cls: type, info: Any, spec: Any, weights: dict, inputs: dict, che
     if fp32.parameter_count() != spec.parameter_count():
         raise RuntimeError(f"parameters: the adapter builds {fp32.parameter_count():,}, "
                            f"the spec says {spec.parameter_count():,}")
-    fp32.load_weights(weights)
-    logits, loss = fp32.forward(fp32.put_batch(inputs["x"], inputs["y"]))
-    emit("logits", logits)
-    emit("loss", loss)
+    _forward(fp32, weights, inputs, emit)
     del fp32
     gc.collect()
     if device == "cuda":
@@ -104,12 +101,17 @@ def _tf32_forward(cls: type, info: Any, spec: Any, weights: dict, inputs: dict, 
         a = _adapter(cls, info, spec, None, "tf32", threads, seed, "cuda")
     except Unsupported:
         return  # no TF32 mode: its column stays empty
-    a.load_weights(weights)
-    logits, loss = a.forward(a.put_batch(inputs["x"], inputs["y"]))
-    emit("tf32.logits", logits)
-    emit("tf32.loss", loss)
+    _forward(a, weights, inputs, emit, "tf32.")
     del a
     gc.collect()
+
+
+def _forward(adapter: Any, weights: dict, inputs: dict, emit: Callable[[str, Any], None], prefix: str = "") -> None:
+    """Emit `<prefix>logits` and `<prefix>loss` of the canonical weights on the check batch."""
+    adapter.load_weights(weights)
+    logits, loss = adapter.forward(adapter.put_batch(inputs["x"], inputs["y"]))
+    emit(f"{prefix}logits", logits)
+    emit(f"{prefix}loss", loss)
 
 
 class NpzWriter:
