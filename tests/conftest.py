@@ -21,3 +21,10 @@ def cpu_only_host(request, monkeypatch) -> None:
     otherwise with monkeypatch.setenv("XFBENCH_ASSUME_GPU", "1")."""
     if request.path.parent.name != "gpu":
         monkeypatch.setenv("XFBENCH_ASSUME_GPU", "0")
+
+
+@pytest.fixture(autouse=True)
+def no_framework_environments(tmp_path_factory, monkeypatch) -> None:
+    """No framework environments (xfbench.harness.envs) unless a test makes its own: a GPU host's set-up makes
+    some in .venv, and the registry the tests see must be the same on every host."""
+    monkeypatch.setenv("XFBENCH_ENVS", str(tmp_path_factory.getbasetemp() / "no-envs"))
