@@ -138,6 +138,16 @@ def test_a_run_records_the_environment_and_its_versions(envs_dir, tmp_path):
     assert "environment fast (Python 3." in (run / "report.md").read_text()
 
 
+def test_the_roofline_of_an_environments_adapter_runs_there(envs_dir, tmp_path):
+    quick_env(envs_dir, "fast")
+    out = tmp_path / "peak.json"
+    result = bench("peak", "--frameworks", "numpy@fast", "--threads", "1", "--size", "64", "--copy-mib", "1",
+                   "--out", out)
+    assert result.exit_code == 0, result.output
+    peak = json.loads(out.read_text())["numpy@fast"]
+    assert peak["adapter"] == "numpy@fast" and peak["versions"] == {"numpy": np.__version__}
+
+
 def _renamed(tmp_path: Path, name: str, framework: str, versions: dict, env: str) -> Path:
     """The fixture run with torch renamed to `framework`, its versions and environment as given."""
     out = tmp_path / name

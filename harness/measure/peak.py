@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 # Standard library only above and here: the thread caps must be in place before numpy loads (see `main`).
 from ..case import MeasureConfig
-from ..envs import interpreter_for
+from ..envs import interpreter_for, split
 from ..results import write_json_atomic
 from .process import die_with_parent, exit_reason, module_command, pin_threads, run_isolated, tail
 
@@ -122,7 +122,7 @@ def run_peak(adapter_cls: type, name: str, device: str, threads: int, n: int = D
     """
     from ..adapter import discover
 
-    info = discover()[name]
+    info = discover()[split(name)[0]]  # in a framework environment its own name
     adapter = adapter_cls(device=device, precision="fp32", threads=threads, seed=0, **info.options)
     cpus = sorted(os.sched_getaffinity(0))
     peak = measure_peak(adapter, n, nbytes, cfg, cpus=cpus if device == "cpu" else None)
@@ -249,7 +249,7 @@ def answer(req: dict[str, Any], adapter_cls: type | None = None) -> dict[str, An
             pin_threads(req["threads"], pin=req["device"] == "cpu")  # before numpy or the framework loads
         from ..adapter import Unsupported, discover
         try:
-            adapter_cls = adapter_cls or discover()[req["adapter"]].load()
+            adapter_cls = adapter_cls or discover()[split(req["adapter"])[0]].load()
             peak = run_peak(adapter_cls, req["adapter"], req["device"], req["threads"], req["n"], req["nbytes"],
                             MeasureConfig(**req["measure"]))
             return {"status": "ok", "peak": peak}
