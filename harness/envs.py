@@ -92,7 +92,7 @@ def split(adapter: str) -> tuple[str, str | None]:
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise EnvError(f"environment name {name!r}: use lowercase letters, digits, '.', '_' and '-' "
-                                "(at most 48, starting with a letter or digit), e.g. torch-2-12")
+                       "(at most 48, starting with a letter or digit), e.g. torch-2-12")
     return name
 
 
@@ -124,7 +124,7 @@ def environments() -> dict[str, Environment]:
                                          d["created"], d["probe"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise EnvError(f"{meta} is unreadable ({type(e).__name__}: {e}); "
-                                    f"make it again: bench env create {meta.parent.name} --force ...") from None
+                           f"make it again: bench env create {meta.parent.name} --force ...") from None
     return out
 
 
@@ -142,7 +142,7 @@ def defaults(envs: dict[str, Environment]) -> dict[str, Environment]:
         for adapter in env.default_for:
             if adapter in out:
                 raise EnvError(f"environments {out[adapter].name!r} and {env.name!r} are both the default "
-                                        f"for {adapter!r}; remove one: bench env remove NAME")
+                               f"for {adapter!r}; remove one: bench env remove NAME")
             out[adapter] = env
     return out
 
@@ -154,7 +154,7 @@ def interpreter_for(adapter: str) -> tuple[str, str | None]:
     env = envs.get(name) if name else defaults(envs).get(base)
     if name and env is None:
         raise EnvError(f"no environment {name!r} (adapter {adapter!r}); make it with "
-                                f"`bench env create {name} PACKAGE...` or see `bench env list`")
+                       f"`bench env create {name} PACKAGE...` or see `bench env list`")
     return (str(env.python), env.name) if env else (sys.executable, None)
 
 
@@ -179,7 +179,7 @@ def create(name: str, packages: list[str], *, default_for: list[str] = (), pytho
     path = envs_dir() / name
     if (path / META).exists() and not force:
         raise EnvError(f"environment {name!r} exists ({path}); add --force to make it again, "
-                                f"or `bench env remove {name}`")
+                       f"or `bench env remove {name}`")
     if path.exists():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def _finish(name: str, path: Path, packages: tuple[str, ...], default_for: tuple
     unknown = [a for a in default_for if a not in offered]
     if unknown:
         raise EnvError(f"environment {name!r} cannot be the default for {', '.join(unknown)}: it offers "
-                                f"{', '.join(sorted(offered)) or 'no adapter'}; install the framework into it")
+                       f"{', '.join(sorted(offered)) or 'no adapter'}; install the framework into it")
     frozen = subprocess.run([str(path / "bin" / "python"), "-m", "pip", "freeze", "--disable-pip-version-check"],
                             capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     (path / LOCK).write_text(frozen.stdout)
@@ -258,5 +258,5 @@ def run_probe(python: Path) -> dict[str, Any]:
         if done.returncode or not out.exists():
             lines = done.stderr.strip().splitlines()
             raise EnvError(f"probing {python} failed (exit {done.returncode}): "
-                                    f"{lines[-1] if lines else 'no output'}; is xfbench installed there?")
+                           f"{lines[-1] if lines else 'no output'}; is xfbench installed there?")
         return json.loads(out.read_text())
