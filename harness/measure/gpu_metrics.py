@@ -89,20 +89,6 @@ def driver_versions() -> dict[str, str]:
         _shutdown(nvml)
 
 
-def gpu_device(index: int = 0) -> dict[str, Any] | None:
-    """CUDA device `index` as NVML names it: {"name", "memory_bytes", "driver", "cuda_driver"}; None without NVML."""
-    nvml = _nvml()
-    if nvml is None:
-        return None
-    try:
-        handle = _device(nvml, index)
-        if handle is None:
-            return None
-        return _identity(nvml, handle)
-    finally:
-        _shutdown(nvml)
-
-
 def _identity(nvml: Any, handle: Any) -> dict[str, Any] | None:
     try:
         name = _text(nvml.nvmlDeviceGetName(handle))
@@ -147,7 +133,7 @@ class GpuSampler:
         self.device_index, self.poll_s = device_index, poll_s
         self.nvml: Any = None
         self.handle: Any = None
-        self.device: dict[str, Any] | None = None  # `gpu_device`'s answer, read at start
+        self.device: dict[str, Any] | None = None  # the manifest's `gpu_device` (_identity), read at start
         self.last_seen: int | None = None  # the driver buffer's newest timestamp at start (GetSamples); None: polling
         self.shares: list[float] = []
         self.used: list[int] = []
